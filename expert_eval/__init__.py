@@ -1,0 +1,1 @@
+"""Blinded expert evaluation: anonymised trials, durable ratings, summary statistics."""

@@ -1,0 +1,20 @@
+"""`python -m stm_zoo COMMAND ...`: the inference-side command line."""
+
+from __future__ import annotations
+
+import sys
+
+from stm_zoo.cli_common import dispatch
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("stm_zoo.io.cli_info", "show format, channels, size and bias of a scan file"),
+    "convert": ("stm_zoo.io.cli_convert", "convert a scan file to another format"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch("python -m stm_zoo", "Restore and super-resolve STM scans.", COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""`python -m training COMMAND ...`: synthetic data, datasets and model training."""
+
+from __future__ import annotations
+
+import sys
+
+from stm_zoo.cli_common import dispatch
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("training.simulate.cli", "simulate pristine Si(001):H scans"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch("python -m training", "Synthetic data and training for stm-zoo.", COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
