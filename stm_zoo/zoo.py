@@ -1,0 +1,349 @@
+"""The model zoo: the registry of entries, the on-disk format of one entry, and loading.
+
+One entry = one folder `<task>/<family>-<size>/` laid out like a Hugging Face Hub model repo:
+`config.json` (everything needed to rebuild the network and its sampler, the training budget and
+the measured metrics), `model.safetensors` (EMA weights) and `README.md` (the model card).
+
+Resolution order for `load_model`: explicit path -> `STM_ZOO_DIR` (default: the repository's
+`zoo/`) -> the Hub repo `STM_ZOO_REPO` through huggingface_hub (cached, honours HF_HUB_OFFLINE).
+Only safetensors and validated JSON are ever read: never pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stm_zoo.errors import ModelNotFoundError, StmZooError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+TASKS = ("restore", "sr2", "sr4")
+FAMILIES = ("fm", "ddim", "ddim-fft", "ae", "classical")
+SIZES = ("small", "large")
+SR_FACTOR = {"restore": 1, "sr2": 2, "sr4": 4}
+DEFAULT_PIXEL_SIZE_NM = 100.0 / 512  # the paper's scans: 512 px over 100 nm
+DEFAULT_REPO = "stm-zoo/stm-zoo"
+REPO_ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+
+
+@dataclass(frozen=True)
+class EntryKey:
+    """Which model: task x family x size (the `classical` family has no size)."""
+
+    task: str
+    family: str
+    size: str
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise StmZooError(f"Unknown task {self.task!r}: choose one of {', '.join(TASKS)}.")
+        if self.family not in FAMILIES:
+            raise StmZooError(
+                f"Unknown model family {self.family!r}: choose one of {', '.join(FAMILIES)}."
+            )
+        if self.size not in SIZES:
+            raise StmZooError(f"Unknown model size {self.size!r}: choose small or large.")
+
+    @property
+    def subdir(self) -> str:
+        """Path of the entry inside a zoo folder or Hub repo, e.g. `restore/fm-small`."""
+        return f"{self.task}/{self.family}-{self.size}"
+
+    def __str__(self) -> str:
+        return self.subdir
+
+
+def registry() -> list[EntryKey]:
+    """Every zoo entry of the paper's Table I for every task (ae and ddim-fft are large only)."""
+    keys = []
+    for task in TASKS:
+        for family, sizes in (
+            ("fm", SIZES),
+            ("ddim", SIZES),
+            ("ddim-fft", ("large",)),
+            ("ae", ("large",)),
+        ):
+            keys.extend(EntryKey(task, family, size) for size in sizes)
+    return keys
+
+
+@dataclass
+class EntryConfig:
+    """The contents of an entry's `config.json`.
+
+    Attributes:
+        task, family, size: which entry.
+        network: the U-Net configuration as a dict (`stm_zoo.nn.UNetConfig.to_dict()`).
+        pixel_size_nm: pixel pitch of the training data; inputs are resampled to it.
+        tile_size: edge of the square training crops (the inference tile).
+        sr_factor: 1 for restoration, 2 or 4 for slow-axis super-resolution.
+        weights_dtype: dtype the safetensors file is stored in.
+        training: training budget and provenance (steps, batch, samples seen, device, wall time,
+            seed, data manifest summary).
+        metrics: validation / test metrics measured for this entry.
+    """
+
+    task: str
+    family: str
+    size: str
+    network: dict[str, Any]
+    pixel_size_nm: float = DEFAULT_PIXEL_SIZE_NM
+    tile_size: int = 128
+    sr_factor: int = 1
+    weights_dtype: str = "float32"
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def key(self) -> EntryKey:
+        return EntryKey(self.task, self.family, self.size)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_file(cls, path: Path) -> EntryConfig:
+        """Read and validate a config.json; a malformed file is a clear StmZooError."""
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise StmZooError(f"{path} is not a readable zoo config.json ({error}).") from None
+        if not isinstance(raw, dict):
+            raise StmZooError(f"{path} must hold a JSON object, not {type(raw).__name__}.")
+        known = set(cls.__dataclass_fields__)
+        missing = {"task", "family", "size", "network"} - raw.keys()
+        if missing:
+            raise StmZooError(f"{path} lacks the field(s) {', '.join(sorted(missing))}.")
+        if raw.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+            raise StmZooError(
+                f"{path} uses zoo format {raw['format_version']}, newer than this stm-zoo "
+                f"understands ({FORMAT_VERSION}): upgrade stm-zoo."
+            )
+        config = cls(**{k: v for k, v in raw.items() if k in known})
+        EntryKey(config.task, config.family, config.size)  # validates the names
+        if config.sr_factor != SR_FACTOR[config.task]:
+            raise StmZooError(
+                f"{path} says sr_factor={config.sr_factor} for task {config.task}: "
+                f"expected {SR_FACTOR[config.task]}."
+            )
+        return config
+
+
+def zoo_dir() -> Path:
+    """The local zoo folder: `STM_ZOO_DIR` or the repository's `zoo/`."""
+    return Path(os.environ.get("STM_ZOO_DIR", REPO_ZOO_DIR))
+
+
+def zoo_repo() -> str:
+    """The Hub model repo holding the full zoo: `STM_ZOO_REPO` or the project default."""
+    return os.environ.get("STM_ZOO_REPO", DEFAULT_REPO)
+
+
+def write_entry(
+    directory: Path,
+    config: EntryConfig,
+    state_dict: dict[str, Any],
+    card: str,
+    weights_dtype: str | None = None,
+) -> Path:
+    """Write one zoo entry folder: config.json, model.safetensors and the README.md card.
+
+    Args:
+        directory: the entry folder (created), usually `<zoo>/<task>/<family>-<size>`.
+        config: the entry's configuration; `weights_dtype` is updated to what is written.
+        state_dict: network weights (EMA), name -> tensor.
+        card: the model card (markdown, with YAML front matter when published).
+        weights_dtype: store weights as "float32", "float16" or "bfloat16" (default: config's).
+
+    Returns:
+        The entry folder.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    dtype_name = weights_dtype or config.weights_dtype
+    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if dtype_name not in dtypes:
+        raise StmZooError(f"Unknown weights dtype {dtype_name!r}: use one of {', '.join(dtypes)}.")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        name: (
+            t.detach().to("cpu", dtypes[dtype_name]) if t.is_floating_point() else t.cpu()
+        ).contiguous()
+        for name, t in state_dict.items()
+    }
+    save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    config.weights_dtype = dtype_name
+    (directory / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
+    (directory / CARD_NAME).write_text(card, encoding="utf-8")
+    return directory
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for inference with everything needed to run its sampler.
+
+    Attributes:
+        config: the entry's config.json.
+        network: the U-Net in eval mode on `device` (None for the `classical` family).
+        device: torch device the network lives on.
+        dtype: compute dtype ("float32" or "bfloat16").
+        source: where the weights came from (a folder path or `hub:<repo>`).
+    """
+
+    config: EntryConfig
+    network: Any
+    device: str
+    dtype: str
+    source: str
+
+    @property
+    def key(self) -> EntryKey:
+        return self.config.key
+
+
+def classical_config(task: str) -> EntryConfig:
+    """The config of the non-learned baseline (nothing to download)."""
+    return EntryConfig(
+        task=task,
+        family="classical",
+        size="small",
+        network={},
+        sr_factor=SR_FACTOR[task],
+        training={"note": "not trained: Gwyddion-style row alignment and scar removal"},
+    )
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when available else 'cpu'; an unavailable explicit device is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise StmZooError("Device 'cuda' was requested but no CUDA GPU is available: use cpu.")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise StmZooError(f"Unknown device {device!r}: use auto, cpu or cuda.")
+    return device
+
+
+def load_entry(directory: Path, device: str = "auto", dtype: str = "float32") -> LoadedModel:
+    """Load one entry folder (config.json + model.safetensors).
+
+    Raises:
+        ModelNotFoundError: when the folder or its files are missing.
+        StmZooError: when the config is invalid or the weights do not fit the network.
+    """
+    import torch
+    from safetensors import SafetensorsError
+    from safetensors.torch import load_file
+
+    from stm_zoo.nn import UNet, UNetConfig
+
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    for needed in (config_path, weights_path):
+        if not needed.is_file():
+            raise ModelNotFoundError(f"{needed} is missing: this is not a complete zoo entry.")
+    config = EntryConfig.from_file(config_path)
+    device = resolve_device(device)
+    if dtype not in ("float32", "bfloat16"):
+        raise StmZooError(f"Unknown compute dtype {dtype!r}: use float32 or bfloat16.")
+    try:
+        network = UNet(UNetConfig.from_dict(config.network))
+    except (TypeError, ValueError, KeyError) as error:
+        raise StmZooError(f"{config_path} describes an invalid network ({error}).") from None
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorsError, OSError) as error:
+        raise StmZooError(f"{weights_path} is not a valid safetensors file ({error}).") from None
+    try:
+        network.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise StmZooError(f"{weights_path} does not match its config.json ({first}).") from None
+    network.eval().requires_grad_(False)
+    network.to(device=device, dtype=getattr(torch, dtype))
+    return LoadedModel(config, network, device, dtype, str(directory))
+
+
+def _download_entry(key: EntryKey, repo_id: str) -> Path:
+    """Fetch one entry from the Hub (or the local HF cache when offline); return its folder."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    try:
+        root = snapshot_download(
+            repo_id,
+            allow_patterns=[
+                f"{key.subdir}/{CONFIG_NAME}",
+                f"{key.subdir}/{WEIGHTS_NAME}",
+                f"{key.subdir}/{CARD_NAME}",
+            ],
+            local_files_only=offline,
+        )
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ModelNotFoundError(_missing_message(key, repo_id, reason)) from None
+    return Path(root) / key.subdir
+
+
+def _missing_message(key: EntryKey, repo_id: str, reason: str) -> str:
+    return (
+        f"Model {key} is not in the local zoo ({zoo_dir()}) and could not be fetched from the "
+        f"Hub repo {repo_id} ({reason}): train it with `python -m training train --task "
+        f"{key.task} --model {key.family} --size {key.size} --data DATA --out {zoo_dir()}` or set "
+        "STM_ZOO_REPO / STM_ZOO_DIR to where it lives."
+    )
+
+
+def locate(key: EntryKey, path: Path | None = None, allow_hub: bool = True) -> Path:
+    """Find the entry folder: explicit path -> local zoo -> Hub (see module docstring)."""
+    if path is not None:
+        path = Path(path)
+        candidate = path if (path / CONFIG_NAME).is_file() else path / key.subdir
+        if not (candidate / CONFIG_NAME).is_file():
+            raise ModelNotFoundError(f"{path} holds no zoo entry {key} (no {CONFIG_NAME} found).")
+        return candidate
+    local = zoo_dir() / key.subdir
+    if (local / CONFIG_NAME).is_file() and (local / WEIGHTS_NAME).is_file():
+        return local
+    if not allow_hub:
+        raise ModelNotFoundError(_missing_message(key, zoo_repo(), "Hub lookup disabled"))
+    return _download_entry(key, zoo_repo())
+
+
+def load_model(
+    task: str,
+    family: str,
+    size: str = "small",
+    device: str = "auto",
+    dtype: str = "float32",
+    path: Path | None = None,
+) -> LoadedModel:
+    """Load a zoo entry by name, resolving explicit path -> STM_ZOO_DIR -> Hub.
+
+    Args:
+        task: "restore", "sr2" or "sr4".
+        family: "fm", "ddim", "ddim-fft", "ae" or "classical".
+        size: "small" or "large" (ignored for classical).
+        device: "auto", "cpu" or "cuda".
+        dtype: compute dtype, "float32" or "bfloat16".
+        path: an entry folder or a zoo root to use instead of the default resolution.
+    """
+    if family == "classical":
+        return LoadedModel(classical_config(task), None, resolve_device(device), dtype, "builtin")
+    key = EntryKey(task, family, size)
+    return load_entry(locate(key, path), device=device, dtype=dtype)
