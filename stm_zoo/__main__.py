@@ -9,6 +9,9 @@ from stm_zoo.cli_common import dispatch
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("stm_zoo.io.cli_info", "show format, channels, size and bias of a scan file"),
     "convert": ("stm_zoo.io.cli_convert", "convert a scan file to another format"),
+    "restore": ("stm_zoo.restore_cli", "restore or super-resolve scan files and folders"),
+    "zoo": ("stm_zoo.zoo_cli", "list the zoo entries, where they are and their metrics"),
+    "publish": ("stm_zoo.publish", "upload the local zoo to a Hugging Face Hub model repo"),
 }
 
 

@@ -19,8 +19,12 @@ from stm_zoo.errors import StmZooError
 EXIT_USER_ERROR = 2
 
 
-def dispatch(prog: str, description: str, commands: dict[str, tuple[str, str]],
-             argv: Sequence[str] | None = None) -> int:
+def dispatch(
+    prog: str,
+    description: str,
+    commands: dict[str, tuple[str, str]],
+    argv: Sequence[str] | None = None,
+) -> int:
     """Parse `argv`, run the chosen command and turn user errors into one line on stderr.
 
     Args:
@@ -53,6 +57,9 @@ def dispatch(prog: str, description: str, commands: dict[str, tuple[str, str]],
     except StmZooError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -102,8 +102,9 @@ def make_tile_fn(model: LoadedModel, steps: int):
         normed, lo, span = _normalise_tiles(tiles.astype(np.float32))
         cond = torch.from_numpy(normed[:, None]).to(model.device)
         noise_t = None if noise is None else torch.from_numpy(noise[:, None]).to(model.device)
-        autocast = torch.autocast(device_type=model.device.split(":")[0], dtype=dtype,
-                                  enabled=model.dtype != "float32")
+        autocast = torch.autocast(
+            device_type=model.device.split(":")[0], dtype=dtype, enabled=model.dtype != "float32"
+        )
         with torch.inference_mode(), autocast:
             out = method.sample(model.network, cond, steps, noise_t)
         out_np = out[:, 0].float().cpu().numpy()
@@ -198,12 +199,21 @@ def restore(
             noise = rng.standard_normal(grid.shape).astype(np.float32)
 
             def tick(done: int, total: int, k: int = k) -> None:
-                notify((k * per_sample + done) / (samples * per_sample),
-                       f"sample {k + 1}/{samples}: tile {done}/{total}")
+                notify(
+                    (k * per_sample + done) / (samples * per_sample),
+                    f"sample {k + 1}/{samples}: tile {done}/{total}",
+                )
 
             outputs.append(
-                tiled_map(make_tile_fn(model, steps), grid, tile, overlap, batch_size,
-                          field=noise, progress=tick)
+                tiled_map(
+                    make_tile_fn(model, steps),
+                    grid,
+                    tile,
+                    overlap,
+                    batch_size,
+                    field=noise,
+                    progress=tick,
+                )
             )
     seconds = time.perf_counter() - started
     target = (h * factor, w)
@@ -214,10 +224,12 @@ def restore(
     if keep_measured and factor > 1:
         result[::factor] = scan.data
     std = stack.std(axis=0) if samples > 1 else None
-    label = f"{model.key}" + ("" if model.config.family in ("ae", "classical") else
-                              f" ({steps} steps)")
-    step = (f"stm-zoo {task} with {label}, seed={seed}, samples={samples}"
-            + (", measured lines kept" if keep_measured and factor > 1 else ""))
+    label = f"{model.key}" + (
+        "" if model.config.family in ("ae", "classical") else f" ({steps} steps)"
+    )
+    step = f"stm-zoo {task} with {label}, seed={seed}, samples={samples}" + (
+        ", measured lines kept" if keep_measured and factor > 1 else ""
+    )
     restored = scan.replace(
         data=result,
         scan_size_m=(scan.scan_size_m[0], scan.scan_size_m[1]),

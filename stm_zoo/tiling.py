@@ -72,7 +72,9 @@ def tiled_map(
         if field is not None:
             field = np.pad(field, ((0, pad_h), (0, pad_w)), mode="edge")
     ph, pw = image.shape
-    corners = [(y, x) for y in tile_starts(ph, tile, overlap) for x in tile_starts(pw, tile, overlap)]
+    corners = [
+        (y, x) for y in tile_starts(ph, tile, overlap) for x in tile_starts(pw, tile, overlap)
+    ]
     window = blend_window(tile)
     out = np.zeros((ph, pw), dtype=np.float64)
     weight = np.zeros((ph, pw), dtype=np.float64)

@@ -8,6 +8,8 @@ from stm_zoo.cli_common import dispatch
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("training.simulate.cli", "simulate pristine Si(001):H scans"),
+    "gallery": ("training.gallery", "draw pristine | degraded examples of every degradation"),
+    "data": ("training.datasets", "build synthetic training/val/test datasets"),
 }
 
 

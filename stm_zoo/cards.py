@@ -1,0 +1,112 @@
+"""Model cards: the README.md of each zoo entry and of the Hub repo, with Hub metadata.
+
+A card carries YAML front matter (library, tags, pipeline tag, and a `model-index` built from the
+entry's measured metrics, so the Hub shows them) and a human-readable body: what the model does,
+its real training budget and its metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from stm_zoo.zoo import EntryConfig
+
+TASK_TEXT = {
+    "restore": "restores STM scans degraded by tip artefacts (multi-tip, blunt tip, tip changes, "
+    "scan-line noise, line misalignment)",
+    "sr2": "super-resolves STM scans by x2 along the slow scan axis (half the lines measured)",
+    "sr4": "super-resolves STM scans by x4 along the slow scan axis (a quarter of the lines)",
+}
+FAMILY_TEXT = {
+    "fm": "conditional flow matching, RK2 midpoint sampler",
+    "ddim": "DDIM (cosine schedule, eps-prediction), deterministic sampler",
+    "ddim-fft": "DDIM trained with the auxiliary Fourier loss (Eq. 4 of the paper)",
+    "ae": "autoencoder baseline (direct prediction, L1 loss)",
+}
+
+
+def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """{"val": {"psnr": 1}} -> {"val/psnr": 1.0}; non-numeric leaves are dropped."""
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_metrics(value, f"{name}/"))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+def _eval_results(config: EntryConfig) -> list[EvalResult]:
+    results = []
+    for name, value in flatten_metrics(config.metrics).items():
+        metric = name.rsplit("/", 1)[-1].lower()
+        kind = next((m for m in ("psnr", "ssim", "kid", "cmmd") if metric.startswith(m)), None)
+        if kind is None or metric.startswith("input"):
+            continue
+        split = name.split("/", 1)[0] if "/" in name else "validation"
+        results.append(
+            EvalResult(
+                task_type="image-to-image",
+                task_name=config.task,
+                dataset_type="synthetic-si001h",
+                dataset_name=f"Synthetic Si(001):H {config.task} ({split})",
+                dataset_split=split,
+                metric_type=kind,
+                metric_name=name,
+                metric_value=round(value, 4),
+            )
+        )
+    return results
+
+
+def entry_card(config: EntryConfig) -> str:
+    """The model card (markdown with YAML front matter) of one zoo entry."""
+    name = f"stm-zoo {config.task}/{config.family}-{config.size}"
+    data = ModelCardData(
+        library_name="stm-zoo",
+        license="mit",
+        pipeline_tag="image-to-image",
+        tags=["scanning-tunneling-microscopy", "stm", "flow-matching", "diffusion", config.task],
+        model_name=name,
+        eval_results=_eval_results(config) or None,
+    )
+    budget = "\n".join(
+        f"| {k} | {v} |"
+        for k, v in sorted(config.training.items())
+        if not isinstance(v, dict | list)
+    )
+    metrics = "\n".join(
+        f"| {k} | {v:.4g} |" for k, v in sorted(flatten_metrics(config.metrics).items())
+    )
+    body = f"""
+# {name}
+
+This model {TASK_TEXT[config.task]}. Family: {FAMILY_TEXT.get(config.family, config.family)};
+network: U-Net `{config.size}`. Trained on 128x128 crops at {config.pixel_size_nm:.4f} nm/px of
+simulated pristine Si(001):H scans degraded by the paper's physics-informed pipeline.
+
+Use it with [stm-zoo](https://github.com/stm-zoo/stm-zoo):
+
+```bash
+python -m stm_zoo restore scan.sxm --task {config.task} \\
+    --model {config.family} --size {config.size} -o out/
+```
+
+## Training budget
+
+| item | value |
+|---|---|
+{budget or "| (not recorded) | |"}
+
+## Metrics
+
+PSNR/SSIM on [-1, 1] images (data_range = 2).
+
+| metric | value |
+|---|---|
+{metrics or "| (not measured yet) | |"}
+"""
+    return str(ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body))

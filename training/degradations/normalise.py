@@ -1,0 +1,40 @@
+"""Steps 0 and 9 of the paper's pipeline: min-max normalisation.
+
+Step 0 maps the pristine scan to [0, 1] (every height parameter of the pipeline is in these units);
+step 9 maps each output channel, clean and degraded independently, to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def unit_range_affine(image: np.ndarray) -> tuple[float, float]:
+    """(low, scale) with ``(image - low) * scale`` spanning exactly [0, 1].
+
+    The pipeline applies this affine map to a window of the image, so the window gets the same
+    values as the normalised full image. A constant image maps to 0 (scale 0).
+    """
+    low = float(np.min(image))
+    span = float(np.max(image)) - low
+    return low, (1.0 / span if span > 0 else 0.0)
+
+
+def to_unit_range(image: np.ndarray) -> np.ndarray:
+    """Step 0: `image` (H, W), any units -> (H, W) float64 in [0, 1] (all 0 when constant)."""
+    low, scale = unit_range_affine(image)
+    return (np.asarray(image, dtype=np.float64) - low) * scale
+
+
+def to_symmetric_range(image: np.ndarray) -> np.ndarray:
+    """Step 9: `image` (H, W) -> (H, W) float32 with min exactly -1 and max exactly 1.
+
+    A constant image (e.g. a flat crop) maps to all zeros.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    low = float(image.min())
+    span = float(image.max()) - low
+    if span <= 0:
+        return np.zeros(image.shape, dtype=np.float32)
+    # (max - low) / span is exactly 1.0 in IEEE arithmetic, so the extremes are exactly -1 and 1.
+    return ((image - low) / span * 2.0 - 1.0).astype(np.float32)
