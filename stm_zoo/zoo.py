@@ -246,7 +246,7 @@ def load_entry(directory: Path, device: str = "auto", dtype: str = "float32") ->
         StmZooError: when the config is invalid or the weights do not fit the network.
     """
     import torch
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from stm_zoo.nn import UNet, UNetConfig
@@ -266,7 +266,7 @@ def load_entry(directory: Path, device: str = "auto", dtype: str = "float32") ->
         raise StmZooError(f"{config_path} describes an invalid network ({error}).") from None
     try:
         state = load_file(str(weights_path))
-    except (SafetensorsError, OSError) as error:
+    except (SafetensorError, OSError) as error:
         raise StmZooError(f"{weights_path} is not a valid safetensors file ({error}).") from None
     try:
         network.load_state_dict({k: v.float() for k, v in state.items()})

@@ -14,7 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    return dispatch("python -m training", "Synthetic data and training for stm-zoo.", COMMANDS, argv)
+    return dispatch("python -m training", "Synthetic data and training.", COMMANDS, argv)
 
 
 if __name__ == "__main__":
