@@ -28,7 +28,7 @@ def collect_inputs(paths: list[Path]) -> list[Path]:
                 for p in path.rglob("*")
                 if p.is_file()
                 and p.name.lower().endswith(readable)
-                and not p.name.lower().endswith("_0001.mtrx")
+                and not p.name.lower().endswith(".mtrx")  # MATRIX parameter files
             )
         elif path.is_file():
             found.append(path)

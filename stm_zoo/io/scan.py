@@ -1,8 +1,13 @@
 """The `Scan`: one channel of one scan direction, in SI units, oriented as seen from above.
 
-Orientation convention (every reader normalises to it, every writer undoes it):
-- row 0 is the first scanned line, drawn at the top; columns run along the fast axis, left to right;
-- a backward (retrace) image is mirrored left-right so that it aligns pixel for pixel with forward.
+Orientation convention (every reader normalises to it, every writer undoes it), the one Gwyddion
+uses when it opens instrument files:
+- row 0 is drawn at the top; columns run along the fast axis, left to right;
+- a backward (retrace) image is mirrored left-right so that it aligns pixel for pixel with forward;
+- the slow axis is normalised like Gwyddion's readers do (a Nanonis file with SCAN_DIR=up is
+  flipped vertically, so is a MATRIX "up" trace), so that images look as they do in Gwyddion.
+  For a scan recorded top-down (`scan_dir="down"`, or unknown) row 0 is the first scanned line;
+  for a bottom-up scan (`scan_dir="up"`) the first scanned line is the last row.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class Scan:
         history: processing steps applied since reading, oldest first.
         pixel_size_assumed: True when the file carried no physical size and `scan_size_m` is a
             caller's (or the default) assumption.
+        scan_dir: slow-scan direction of the instrument, "down" (row 0 was scanned first) or "up"
+            (the last row was scanned first); None when the file does not say.
     """
 
     data: np.ndarray
@@ -48,6 +55,7 @@ class Scan:
     metadata: dict[str, Any] = field(default_factory=dict)
     history: list[str] = field(default_factory=list)
     pixel_size_assumed: bool = False
+    scan_dir: str | None = None
 
     def __post_init__(self) -> None:
         data = np.asarray(self.data)
@@ -56,7 +64,13 @@ class Scan:
         self.data = np.ascontiguousarray(data, dtype=np.float32)
         self.scan_size_m = (float(self.scan_size_m[0]), float(self.scan_size_m[1]))
         if self.direction not in ("forward", "backward"):
-            raise StmZooError(f"Scan direction must be forward or backward, not {self.direction!r}.")
+            raise StmZooError(
+                f"Scan direction must be forward or backward, not {self.direction!r}."
+            )
+        if self.scan_dir not in (None, "up", "down"):
+            raise StmZooError(
+                f"Slow-scan direction must be up, down or None, not {self.scan_dir!r}."
+            )
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -114,6 +128,7 @@ class Scan:
             "metadata": copy.deepcopy(self.metadata),
             "history": list(self.history),
             "pixel_size_assumed": self.pixel_size_assumed,
+            "scan_dir": self.scan_dir,
         }
         fields.update(changes)
         return Scan(**fields)
