@@ -1,49 +1,561 @@
-"""stm-zoo web app (Gradio): restore and super-resolve uploaded STM scans.
+"""stm-zoo web app (Gradio 6): restore and super-resolve STM scans in the browser.
 
-This first version shows what a scan file holds (format, channels, size, bias, setpoint) and a
-preview; the restore tabs are wired in once the inference engine lands.
+Wiring only. The logic lives in `stm_zoo.app_support` (uploads, limits, downloads, the model
+cache, ZeroGPU), `stm_zoo.app_previews` (8-bit previews with a scale bar) and
+`training.explorer` (example scans, the degradation explorer).
+`build_app()` composes one function per tab; another tab is one more call there.
+
+    python app.py                      # http://127.0.0.1:7860 on the local zoo, no network needed
+
+Environment: STM_ZOO_DIR / STM_ZOO_REPO (where models come from), GRADIO_SERVER_NAME /
+GRADIO_SERVER_PORT, and the limits STM_ZOO_APP_MAX_PIXELS, STM_ZOO_APP_MAX_MODEL_PIXELS,
+STM_ZOO_APP_MAX_FILE_MB, STM_ZOO_APP_CONCURRENCY, STM_ZOO_APP_QUEUE.
+
+Scripting (every event has an api_name; see the page's "Use via API" link):
+
+    from gradio_client import Client, handle_file
+    client = Client("http://127.0.0.1:7860/")
+    slider, before, after, std, summary, files = client.predict(
+        [handle_file("scan.sxm")], "Z", "forward", None, "restore", "fm", "small", 2, "auto",
+        0, 1, False, "gold", api_name="/restore")
 """
 
 from __future__ import annotations
 
-import json
-import os
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
 
 import gradio as gr
-import numpy as np
 
+from stm_zoo import app_previews as previews
+from stm_zoo import app_support as support
 from stm_zoo.errors import StmZooError
+from stm_zoo.zoo import zoo_dir, zoo_repo
+from training import explorer as synthetic
+
+log = logging.getLogger("stm_zoo.app")
+
+TITLE = "stm-zoo · STM scan restoration"
+CSS = """
+.gradio-container {max-width: 1400px !important; margin: auto;}
+#stm-header h1 {margin-bottom: 0.1em;}
+#stm-header p {margin-top: 0; opacity: 0.8;}
+.stm-note {font-size: 0.85em; opacity: 0.8;}
+"""
 
 
-def describe_file(path: str | None) -> tuple[str, np.ndarray | None]:
-    """Info JSON and an 8-bit preview of the forward Z channel of an uploaded scan."""
-    if not path:
-        raise gr.Error("Upload a scan file first (.sxm, .Z_mtrx + .mtrx, .gwy, .png, .tif, .npy).")
-    from stm_zoo.io import load_scan, scan_info
+@dataclass
+class AppContext:
+    """What the tabs share (the loaded models are per process: `MODELS`)."""
 
+    limits: support.AppLimits = field(default_factory=support.AppLimits.from_env)
+
+
+# One cache per process, shared by every session; module-level so that the ZeroGPU function,
+# decorated at import time, sees it too.
+MODELS = support.ModelCache()
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Show project errors as a message in the page; log anything else with its traceback."""
     try:
-        info = scan_info(path)
-        scan = load_scan(path).crop_valid()
+        yield
+    except gr.Error:
+        raise
     except StmZooError as error:
-        raise gr.Error(str(error)) from None
-    lo, hi = np.percentile(scan.data, [0.5, 99.5])
-    preview = np.clip((scan.data - lo) / max(hi - lo, 1e-30) * 255, 0, 255).astype(np.uint8)
-    return json.dumps(info, indent=2), preview
+        raise gr.Error(str(error), print_exception=False) from None
+    except Exception as error:
+        log.exception("unexpected error")
+        raise gr.Error(
+            f"Unexpected error ({type(error).__name__}: {error}); please report it with the file."
+        ) from None
 
 
-def build_app() -> gr.Blocks:
-    with gr.Blocks(title="stm-zoo") as demo:
-        gr.Markdown("# stm-zoo\nRestore and super-resolve scanning tunnelling microscopy scans.")
-        with gr.Tab("Inspect"):
-            upload = gr.File(label="Scan file")
-            button = gr.Button("Inspect", variant="primary")
-            info = gr.Code(label="Header", language="json")
-            preview = gr.Image(label="Z forward", type="numpy")
-            button.click(describe_file, upload, [info, preview], api_name="inspect")
-    return demo
+def _positive_or_none(value: float | None) -> float | None:
+    return float(value) if value else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Restore tab
+
+
+def _run_restore(
+    files: Any, options: support.RestoreOptions, limits: support.AppLimits, progress: Any = None
+) -> support.RestoreOutcome:
+    def notify(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(fraction, desc=message)
+
+    return support.restore_upload(files, options, MODELS, limits, notify)
+
+
+def _gpu_duration(
+    files: Any, options: support.RestoreOptions, limits: support.AppLimits, progress: Any = None
+) -> int:
+    shape = None
+    with suppress(StmZooError, IndexError, OSError):
+        shape = support.announced_shape(support.upload_paths(files)[0])
+    return support.gpu_seconds(shape, options.steps, options.samples)
+
+
+# Decorated at import time, as ZeroGPU requires; a plain function off Hugging Face Spaces.
+_run_restore_on_gpu = support.zero_gpu(_run_restore, duration=_gpu_duration)
+
+
+def restore_tab(ctx: AppContext) -> None:
+    """Upload, pick a model, restore; before/after, uncertainty and full-precision downloads."""
+    limits = ctx.limits
+    examples = synthetic.example_scans()
+    task_choices = [(label, key) for key, label in support.TASK_LABELS.items()]
+    family_choices = [(label, key) for key, label in support.FAMILY_LABELS.items()]
+    default_family = "fm" if support.entry_available("restore", "fm", "small") else "classical"
+
+    # Rendered further down the column; created first so the examples above it can fill it.
+    task = gr.Radio(task_choices, value="restore", label="Task", render=False)
+    with gr.Tab("Restore", id="restore"):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4, min_width=340):
+                files = gr.File(
+                    label="Scan file",
+                    file_count="multiple",
+                    type="filepath",
+                    height=130,
+                    elem_id="restore-upload",
+                )
+                gr.Markdown(
+                    f"Accepted: {support.ACCEPTED_TEXT}; select both MATRIX files together.",
+                    elem_classes="stm-note",
+                )
+                gr.Examples(
+                    [[[str(e.path)], e.task] for e in examples],
+                    inputs=[files, task],
+                    example_labels=[e.label for e in examples],
+                    label="No file at hand? Try a simulated Si(001):H scan",
+                )
+                info = gr.Markdown()
+                with gr.Row():
+                    channel = gr.Dropdown(
+                        ["Z"], value="Z", label="Channel", allow_custom_value=True
+                    )
+                    direction = gr.Dropdown(
+                        ["forward", "backward"],
+                        value="forward",
+                        label="Direction",
+                        allow_custom_value=True,
+                    )
+                scan_width = gr.Number(
+                    label="Scan width in nm (0: from the file; set it for .png/.tif/.npy)",
+                    value=None,
+                    minimum=0,
+                )
+                task.render()
+                with gr.Row():
+                    family = gr.Dropdown(family_choices, value=default_family, label="Model")
+                    size = gr.Dropdown(
+                        list(support.sizes_for(default_family)),
+                        value="small",
+                        label="Size",
+                        interactive=default_family != "classical",
+                    )
+                status = gr.Markdown(
+                    support.model_status("restore", default_family, "small"),
+                    elem_classes="stm-note",
+                )
+                steps = gr.Slider(
+                    1, limits.max_steps, value=2, step=1, label="Sampler steps (paper: 2-10)"
+                )
+                with gr.Accordion("More options", open=False):
+                    samples = gr.Slider(
+                        1,
+                        limits.max_samples,
+                        value=1,
+                        step=1,
+                        label="Samples (more than one gives an uncertainty map)",
+                    )
+                    seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                    device = gr.Dropdown(support.device_choices(), value="auto", label="Device")
+                    keep = gr.Checkbox(
+                        value=False, label="Keep the measured lines unchanged (super-resolution)"
+                    )
+                colour = gr.Radio(
+                    [("Gold", "gold"), ("Grey", "grey")], value="gold", label="Colour map"
+                )
+                run = gr.Button("Restore", variant="primary", size="lg", elem_id="restore-button")
+            with gr.Column(scale=7):
+                slider = gr.ImageSlider(
+                    label="Before / after",
+                    type="numpy",
+                    format="png",
+                    buttons=["fullscreen"],
+                    max_height=640,
+                    interactive=False,
+                    elem_id="restore-slider",
+                )
+                with gr.Row():
+                    before = gr.Image(
+                        label="Input",
+                        type="numpy",
+                        format="png",
+                        interactive=False,
+                        buttons=["fullscreen"],
+                    )
+                    after = gr.Image(
+                        label="Result",
+                        type="numpy",
+                        format="png",
+                        interactive=False,
+                        elem_id="restore-result",
+                        buttons=["fullscreen"],
+                    )
+                uncertainty = gr.Image(
+                    label="Uncertainty: per-pixel std across samples (bright = the model guesses)",
+                    type="numpy",
+                    format="png",
+                    interactive=False,
+                    visible=False,
+                    buttons=["fullscreen"],
+                )
+                summary = gr.Markdown()
+                downloads = gr.File(
+                    label="Downloads: the input's format, .gwy, 16-bit .png, float32 .npy",
+                    file_count="multiple",
+                    interactive=False,
+                    elem_id="restore-downloads",
+                )
+        shown = gr.State(None)  # the scans behind the previews, for re-colouring
+
+    def inspect(files: Any, scan_width: float | None, task: str, colour: str):
+        # A new file clears the previous result: after, slider, uncertainty, summary, downloads.
+        cleared = (None, None, gr.update(value=None, visible=False), "", None)
+        if not support.upload_paths(files):
+            return "", gr.update(), gr.update(), None, *cleared, None
+        with user_errors():
+            found = support.inspect_upload(files, limits, _positive_or_none(scan_width), task)
+            views = previews.render_views(found.scan, colour_map=colour)
+        return (
+            support.describe_scan(found.path, found.scan),
+            gr.update(choices=found.channels, value=found.scan.channel),
+            gr.update(choices=found.directions, value=found.directions[0]),
+            views.before,
+            *cleared,
+            {"scan": found.scan, "result": None, "std": None},
+        )
+
+    def restore(
+        files: Any,
+        channel: str,
+        direction: str,
+        scan_width: float | None,
+        task: str,
+        family: str,
+        size: str,
+        steps: float,
+        device: str,
+        seed: float | None,
+        samples: float,
+        keep: bool,
+        colour: str,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (gradio injects the tracker here)
+    ):
+        with user_errors():
+            options = support.RestoreOptions(
+                task=task,
+                family=family,
+                size=size,
+                steps=int(steps),
+                device=device or "auto",
+                seed=None if seed is None else int(seed),
+                samples=int(samples),
+                keep_measured=bool(keep),
+                channel=channel or "Z",
+                direction=direction or "forward",
+                scan_size_nm=_positive_or_none(scan_width),
+            )
+            on_gpu = family != "classical" and support.resolve_device(options.device) == "cuda"
+            runner = _run_restore_on_gpu if on_gpu else _run_restore
+            outcome = runner(files, options, limits, progress)
+            views = previews.render_views(
+                outcome.scan, outcome.result.scan, outcome.result.std, colour
+            )
+        return (
+            (views.before, views.after),
+            views.before,
+            views.after,
+            gr.update(value=views.uncertainty, visible=views.uncertainty is not None),
+            support.describe_result(outcome),
+            [str(p) for p in outcome.files],
+            {"scan": outcome.scan, "result": outcome.result.scan, "std": outcome.result.std},
+        )
+
+    def recolour(shown: dict | None, colour: str):
+        if not shown:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        with user_errors():
+            views = previews.render_views(shown["scan"], shown["result"], shown["std"], colour)
+        slider_value = None if views.after is None else (views.before, views.after)
+        return slider_value, views.before, views.after, views.uncertainty
+
+    def choose_family(task: str, family: str, size: str):
+        sizes = list(support.sizes_for(family))
+        size = size if size in sizes else sizes[0]
+        return (
+            gr.update(choices=sizes, value=size, interactive=family != "classical"),
+            support.model_status(task, family, size),
+        )
+
+    files.change(
+        inspect,
+        [files, scan_width, task, colour],
+        [info, channel, direction, before, after, slider, uncertainty, summary, downloads, shown],
+        api_name="inspect",
+    )
+    run.click(
+        restore,
+        [
+            files,
+            channel,
+            direction,
+            scan_width,
+            task,
+            family,
+            size,
+            steps,
+            device,
+            seed,
+            samples,
+            keep,
+            colour,
+        ],
+        [slider, before, after, uncertainty, summary, downloads, shown],
+        api_name="restore",
+        concurrency_limit=limits.concurrency,
+        concurrency_id="model",
+    )
+    colour.change(
+        recolour,
+        [shown, colour],
+        [slider, before, after, uncertainty],
+        api_name="recolour",
+        api_visibility="undocumented",
+    )
+    family.change(
+        choose_family,
+        [task, family, size],
+        [size, status],
+        api_name="model_sizes",
+        api_visibility="undocumented",
+    )
+    gr.on(
+        [task.change, size.change],
+        support.model_status,
+        [task, family, size],
+        status,
+        api_name="model_status",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Model zoo tab
+
+
+def zoo_tab(demo: gr.Blocks) -> None:
+    """Every zoo entry with its availability, training budget and measured metrics."""
+    with gr.Tab("Model zoo", id="zoo"):
+        gr.Markdown(
+            f"Local zoo: `{zoo_dir()}` · Hub repo: `{zoo_repo()}`. "
+            "**local** / **Hub cache**: ready to run; **not trained yet**: train it with "
+            "`python -m training train ...` or fetch it from the Hub; the classical baseline is "
+            "built in. Metrics come from each entry's card (validation on synthetic data)."
+        )
+        table = gr.Dataframe(
+            headers=support.ZOO_COLUMNS,
+            interactive=False,
+            wrap=True,
+            max_height=700,
+            buttons=["copy"],
+            column_widths=["15%", "13%", "9%", "9%", "8%", "14%", "32%"],
+        )
+        refresh = gr.Button("Refresh", size="sm")
+    gr.on(
+        [demo.load, refresh.click],
+        support.zoo_rows,
+        None,
+        table,
+        api_name="zoo",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Degradations tab
+
+
+def degradations_tab(demo: gr.Blocks) -> None:
+    """Apply each artefact of the synthetic pipeline to a simulated crop, parameters exposed."""
+    d = synthetic.ExplorerSettings()
+    with gr.Tab("Degradations", id="degradations"):
+        gr.Markdown(
+            "What the models are trained on: a simulated pristine Si(001):H crop (left) and the "
+            "same crop after the paper's physics-informed artefacts (right). Heights are in the "
+            "pipeline's normalised units; the draw seed decides what the settings leave random."
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4, min_width=340):
+                with gr.Row():
+                    surface_seed = gr.Number(d.surface_seed, precision=0, label="Surface seed")
+                    draw_seed = gr.Number(d.draw_seed, precision=0, label="Draw seed")
+                with gr.Row():
+                    task = gr.Radio(["restore", "sr2", "sr4"], value=d.task, label="Task")
+                    crop = gr.Dropdown([64, 128, 256], value=d.crop_px, label="Crop (px)")
+                    turns = gr.Dropdown(
+                        [("0°", 0), ("90°", 1), ("180°", 2), ("270°", 3)],
+                        value=d.quarter_turns,
+                        label="Rotation",
+                    )
+                with gr.Accordion("Multi-tip (ghost images)", open=True):
+                    multi_tip = gr.Checkbox(d.multi_tip, label="Apply")
+                    tips = gr.Slider(1, 4, d.tips, step=1, label="Extra tips")
+                    tip_offset = gr.Slider(1, 11, d.tip_offset_px, step=0.5, label="Offset (px)")
+                    tip_amplitude = gr.Slider(
+                        0.2, 3, d.tip_amplitude, step=0.1, label="Amplitude A"
+                    )
+                    tip_centre = gr.Slider(3, 11, d.tip_centre, step=0.1, label="Sigmoid centre c")
+                    tip_steep = gr.Slider(4, 12, d.tip_steepness, step=0.1, label="Sigmoid slope d")
+                    tip_kernel = gr.Radio(
+                        list(synthetic.KERNEL_KINDS), value=d.tip_kernel, label="Tip kernel"
+                    )
+                with gr.Accordion("Scan-line misalignment", open=False):
+                    misalignment = gr.Checkbox(d.misalignment, label="Apply")
+                    shift = gr.Slider(0, 3, d.shift_sigma_px, step=0.1, label="Shift std (px)")
+                    fraction = gr.Slider(0, 1, d.line_fraction, step=0.05, label="Lines shifted")
+                with gr.Accordion("Blunt tip", open=False):
+                    blunt = gr.Checkbox(d.blunt_tip, label="Apply")
+                    blunt_sigma = gr.Slider(0.1, 2, d.blunt_sigma_px, step=0.05, label="Blur (px)")
+                with gr.Accordion("Tip change", open=False):
+                    change = gr.Checkbox(d.tip_change, label="Apply")
+                    change_at = gr.Slider(0.05, 0.95, d.change_at, step=0.05, label="At (height)")
+                    change_blur = gr.Slider(0.5, 3, d.change_blur_px, step=0.1, label="Blur (px)")
+                    change_offset = gr.Slider(
+                        -0.4, 0.4, d.change_offset, step=0.01, label="Height step"
+                    )
+                with gr.Accordion("Scan-line noise", open=False):
+                    lines = gr.Checkbox(d.scan_lines, label="Apply")
+                    noisy = gr.Slider(0, 80, d.noisy_lines, step=1, label="Noisy lines")
+                    segment = gr.Slider(0, 256, d.max_segment_px, step=1, label="Longest (px)")
+                    kinds = gr.CheckboxGroup(
+                        list(synthetic.SEGMENT_KINDS), value=list(d.segment_kinds), label="Kinds"
+                    )
+                    offset = gr.Slider(0, 0.8, d.max_offset, step=0.01, label="Largest offset")
+                colour = gr.Radio(
+                    [("Gold", "gold"), ("Grey", "grey")], value="gold", label="Colour map"
+                )
+                apply = gr.Button("Apply", variant="primary")
+            with gr.Column(scale=6):
+                with gr.Row():
+                    clean = gr.Image(label="Pristine crop", format="png", interactive=False)
+                    degraded = gr.Image(
+                        label="Degraded (model input)", format="png", interactive=False
+                    )
+                singles = gr.Gallery(
+                    label="Each artefact alone", format="png", columns=3, height="auto"
+                )
+                with gr.Accordion("Parameters applied", open=False):
+                    record = gr.JSON()
+
+    controls = {
+        "surface_seed": surface_seed,
+        "draw_seed": draw_seed,
+        "task": task,
+        "crop_px": crop,
+        "quarter_turns": turns,
+        "multi_tip": multi_tip,
+        "tips": tips,
+        "tip_offset_px": tip_offset,
+        "tip_amplitude": tip_amplitude,
+        "tip_centre": tip_centre,
+        "tip_steepness": tip_steep,
+        "tip_kernel": tip_kernel,
+        "misalignment": misalignment,
+        "shift_sigma_px": shift,
+        "line_fraction": fraction,
+        "blunt_tip": blunt,
+        "blunt_sigma_px": blunt_sigma,
+        "tip_change": change,
+        "change_at": change_at,
+        "change_blur_px": change_blur,
+        "change_offset": change_offset,
+        "scan_lines": lines,
+        "noisy_lines": noisy,
+        "max_segment_px": segment,
+        "segment_kinds": kinds,
+        "max_offset": offset,
+    }
+
+    def degrade(*values: Any):
+        *settings, colour_map = values
+        with user_errors():
+            chosen = dict(zip(controls, settings, strict=True))
+            chosen["segment_kinds"] = tuple(chosen["segment_kinds"] or ())
+            result = synthetic.explore(synthetic.ExplorerSettings(**chosen))
+            frame_nm = result.clean.shape[0] * result.pixel_size_nm
+            images = [result.clean, result.degraded, *(image for _, image in result.singles)]
+            shown = [previews.render_normalised(i, frame_nm, colour_map) for i in images]
+        gallery = [
+            (image, label) for image, (label, _) in zip(shown[2:], result.singles, strict=True)
+        ]
+        return shown[0], shown[1], gallery, result.record
+
+    gr.on(
+        [demo.load, apply.click, *(c.change for c in controls.values()), colour.change],
+        degrade,
+        [*controls.values(), colour],
+        [clean, degraded, singles, record],
+        api_name="degrade",
+        trigger_mode="always_last",
+        concurrency_id="explorer",
+        concurrency_limit=2,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The app
+
+
+def build_app(ctx: AppContext | None = None) -> gr.Blocks:
+    """The Blocks app with its queue configured; `launch(**launch_options(ctx))` serves it."""
+    ctx = ctx or AppContext()
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(
+            "# stm-zoo\nRestore and super-resolve scanning tunnelling microscopy scans with "
+            "flow-matching and diffusion models trained on physics-informed synthetic data.",
+            elem_id="stm-header",
+        )
+        with gr.Tabs():
+            restore_tab(ctx)
+            zoo_tab(demo)
+            degradations_tab(demo)
+    return demo.queue(
+        max_size=ctx.limits.queue_size, default_concurrency_limit=ctx.limits.concurrency
+    )
+
+
+def launch_options(ctx: AppContext | None = None) -> dict[str, Any]:
+    """Keyword arguments for `launch()`: theme, css, upload limit (Gradio 6 takes them here)."""
+    limits = (ctx or AppContext()).limits
+    theme = gr.themes.Soft(primary_hue="amber", secondary_hue="stone", neutral_hue="slate")
+    return {
+        "theme": theme,
+        "css": CSS,
+        "max_file_size": f"{limits.max_file_mb}mb",
+        "footer_links": ["api", "gradio"],
+    }
 
 
 if __name__ == "__main__":
-    build_app().queue(default_concurrency_limit=1).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), max_file_size="200mb"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio polls itself at start-up
+    context = AppContext()
+    build_app(context).launch(**launch_options(context))

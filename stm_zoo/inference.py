@@ -113,7 +113,7 @@ def make_tile_fn(model: LoadedModel, steps: int):
     return run
 
 
-def _model_grid(scan: Scan, model_pixel_nm: float, factor: int) -> tuple[int, int]:
+def model_grid(scan: Scan, model_pixel_nm: float, factor: int) -> tuple[int, int]:
     """(lines, pixels) of the input resampled to the model's pixel size (lines at k x spacing)."""
     px_x_nm, px_y_nm = (p * 1e9 for p in scan.pixel_size_m)
     h, w = scan.shape
@@ -181,7 +181,7 @@ def restore(
     from stm_zoo.preprocess import resample_to_shape
 
     h, w = scan.shape
-    lines, width = _model_grid(scan, model.config.pixel_size_nm, factor)
+    lines, width = model_grid(scan, model.config.pixel_size_nm, factor)
     data = scan.data.astype(np.float64)
     resampled = (lines, width) != (h, w)
     grid = resample_to_shape(data, (lines, width)) if resampled else data

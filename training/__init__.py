@@ -1,1 +1,1 @@
-"""Training side of stm-zoo: Si(001):H simulator, the paper's degradation pipeline, datasets, training."""
+"""Training side of stm-zoo: Si(001):H simulator, the paper's degradations, datasets, training."""

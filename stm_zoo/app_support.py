@@ -1,0 +1,696 @@
+"""What the web app (`app.py`) does besides wiring: uploads, limits, previews, downloads, models.
+
+Everything here is plain Python on `Scan`s and numpy arrays, testable without a browser and free
+of gradio: user-fixable problems raise `StmZooError` (app.py shows them with `gr.Error`).
+
+- Uploads: file types are checked case-insensitively by name, a MATRIX data file and its
+  parameter file (each in its own upload folder) are copied into one folder, and the image size a
+  header announces is checked against the app's pixel limit before any pixel is read.
+- Downloads: the result in the input's format plus .gwy, 16-bit .png and float32 .npy; the
+  previews (`stm_zoo.app_previews`) are for display only.
+- Models: a small thread-safe LRU of loaded zoo entries, so that the second request for a model
+  does not load it again.
+- ZeroGPU: `zero_gpu` wraps a function with `spaces.GPU` when the `spaces` package is installed
+  (Hugging Face Spaces) and returns it unchanged otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stm_zoo.app_previews import remove_plane, robust_range
+from stm_zoo.errors import STMFileError, StmZooError
+from stm_zoo.inference import Progress, Result, model_grid, restore
+from stm_zoo.io import FORMAT_NAMES, detect_format, load_scan, open_matrix_upload, save_scan
+from stm_zoo.io.matrix import is_data_file, is_parameter_file
+from stm_zoo.io.scan import Scan
+from stm_zoo.zoo import SR_FACTOR, TASKS, LoadedModel, load_model, registry, resolve_device, zoo_dir
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_TEXT = (
+    ".sxm, .gwy, .png, .tif, .tiff or .npy, or an Omicron MATRIX data file (`*.Z_mtrx`) "
+    "together with its parameter file (`*_0001.mtrx`)"
+)
+_SINGLE_FILE_SUFFIXES = (".sxm", ".gwy", ".png", ".tif", ".tiff", ".npy")
+NATIVE_SUFFIX = {"sxm": ".sxm", "gwy": ".gwy", "png": ".png", "tiff": ".tif", "npy": ".npy"}
+"""Download format that matches each input format; MATRIX has no writer, so it becomes .gwy."""
+EXTRA_SUFFIXES = (".gwy", ".png", ".npy")
+TASK_LABELS = {"restore": "Restore", "sr2": "Super-resolve x2", "sr4": "Super-resolve x4"}
+FAMILY_LABELS = {
+    "fm": "Flow matching",
+    "ddim": "DDIM",
+    "ddim-fft": "DDIM + FFT loss",
+    "ae": "Autoencoder",
+    "classical": "Classical (no network)",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Limits
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise StmZooError(f"{name}={raw!r} is not a whole number; unset it or fix it.") from None
+    if value < 1:
+        raise StmZooError(f"{name}={value} must be at least 1.")
+    return value
+
+
+@dataclass(frozen=True)
+class AppLimits:
+    """What one request may ask of the app; environment variables override the defaults.
+
+    Attributes:
+        max_pixels: largest input image, lines x pixels (STM_ZOO_APP_MAX_PIXELS, default
+            2048 x 2048).
+        max_model_pixels: largest image a model runs on, after resampling to the model's pixel
+            size and the k-fold line up-sampling of SR (STM_ZOO_APP_MAX_MODEL_PIXELS, default
+            4096 x 4096, the inference engine's own limit).
+        max_file_mb: upload size limit in MB (STM_ZOO_APP_MAX_FILE_MB, default 100).
+        max_steps: most sampler steps per request.
+        max_samples: most independent samples per request.
+        concurrency: model runs at the same time (STM_ZOO_APP_CONCURRENCY, default 1: one run
+            uses every CPU core or the whole GPU, and a second one would only slow both down).
+        queue_size: requests that may wait in the queue (STM_ZOO_APP_QUEUE, default 64).
+    """
+
+    max_pixels: int = 2048 * 2048
+    max_model_pixels: int = 4096 * 4096
+    max_file_mb: int = 100
+    max_steps: int = 50
+    max_samples: int = 8
+    concurrency: int = 1
+    queue_size: int = 64
+
+    @classmethod
+    def from_env(cls) -> AppLimits:
+        """The defaults with the STM_ZOO_APP_* environment variables applied."""
+        base = cls()
+        return cls(
+            max_pixels=_env_int("STM_ZOO_APP_MAX_PIXELS", base.max_pixels),
+            max_model_pixels=_env_int("STM_ZOO_APP_MAX_MODEL_PIXELS", base.max_model_pixels),
+            max_file_mb=_env_int("STM_ZOO_APP_MAX_FILE_MB", base.max_file_mb),
+            concurrency=_env_int("STM_ZOO_APP_CONCURRENCY", base.concurrency),
+            queue_size=_env_int("STM_ZOO_APP_QUEUE", base.queue_size),
+        )
+
+
+def check_pixels(name: str, shape: tuple[int, int], limits: AppLimits, what: str = "is") -> None:
+    """Refuse an image of `shape` (H, W) above `limits.max_pixels` with a one-sentence message."""
+    h, w = shape
+    if h * w > limits.max_pixels:
+        side = math.isqrt(limits.max_pixels)
+        raise StmZooError(
+            f"{name} {what} {h:,} x {w:,} px ({h * w:,} px), more than the {limits.max_pixels:,} "
+            f"px (about {side} x {side}) this app processes: crop or bin it first (e.g. in "
+            "Gwyddion), or run `python -m stm_zoo restore` on your own machine."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Uploads
+
+
+def upload_paths(files: Any) -> list[Path]:
+    """The uploaded file paths from what a gradio File component passes (None, str or list)."""
+    if files is None:
+        return []
+    if isinstance(files, str | Path):
+        files = [files]
+    paths = []
+    for item in files:
+        # gradio gives str paths with type="filepath"; older clients send {"path": ...} dicts.
+        path = item.get("path") if isinstance(item, dict) else getattr(item, "name", item)
+        if path:
+            paths.append(Path(str(path)))
+    return paths
+
+
+def check_file_type(path: Path) -> None:
+    """Refuse any file whose name is not a readable scan type (checked case-insensitively)."""
+    name = path.name.lower()
+    if is_data_file(name) or is_parameter_file(name):
+        return
+    if path.suffix.lower() not in _SINGLE_FILE_SUFFIXES:
+        kind = f"files of type '{path.suffix}'" if path.suffix else "files without an extension"
+        raise STMFileError(f"{path.name}: {kind} are not supported; upload {ACCEPTED_TEXT}.")
+
+
+def resolve_upload(files: Any, work_dir: Path) -> Path:
+    """The one scan file to open from an upload of one file or a MATRIX pair.
+
+    Args:
+        files: what the gradio File component passes (see `upload_paths`).
+        work_dir: a private folder of this request; MATRIX files are copied into it.
+
+    Raises:
+        StmZooError: nothing uploaded, an unsupported type, several unrelated files, or a MATRIX
+            data file without its parameter file.
+    """
+    paths = upload_paths(files)
+    if not paths:
+        raise StmZooError(f"Upload a scan file first: {ACCEPTED_TEXT}.")
+    for path in paths:
+        check_file_type(path)
+    if any(is_data_file(p) or is_parameter_file(p) for p in paths):
+        return open_matrix_upload(paths, work_dir / "matrix")
+    if len(paths) > 1:
+        names = ", ".join(p.name for p in paths)
+        raise StmZooError(
+            f"{len(paths)} files were uploaded ({names}): upload one scan at a time (several "
+            "files only for an Omicron MATRIX data file with its parameter file)."
+        )
+    return paths[0]
+
+
+def announced_shape(path: Path) -> tuple[int, int] | None:
+    """(H, W) that a file's header announces, read without touching the pixel data.
+
+    Returns None for formats without a cheap header (.gwy, MATRIX) and for headers that do not
+    parse (the reader then reports what is wrong with the file).
+    """
+    fmt = detect_format(path)
+    try:
+        if fmt == "sxm":
+            with open(path, "rb") as f:
+                head = f.read(256 * 1024).decode("latin-1")
+            match = re.search(r":SCAN_PIXELS:\s*\n\s*(\d+)\s+(\d+)", head)
+            return (int(match[2]), int(match[1])) if match else None
+        if fmt == "npy":
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read = {
+                    (1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0,
+                }[version]
+                shape = tuple(d for d in read(f)[0] if d != 1)
+            return (int(shape[0]), int(shape[1])) if len(shape) == 2 else None
+        if fmt in ("png", "tiff"):
+            import warnings
+
+            from PIL import Image
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    with Image.open(path) as image:
+                        return (image.height, image.width)
+                except Image.DecompressionBombError as error:
+                    found = re.findall(r"(\d+) pixels", str(error))
+                    side = math.isqrt(int(found[0])) if found else 1 << 16
+                    return (side, side)
+    except (OSError, ValueError, KeyError, SyntaxError, IndexError):
+        return None
+    return None
+
+
+def new_work_dir(max_age_s: float = 3600.0) -> Path:
+    """A fresh private folder for one request; folders older than `max_age_s` are removed.
+
+    The root is STM_ZOO_APP_TMP or `<system temp>/stm_zoo_app/requests`. Gradio copies what a
+    request returns into its own cache, so these folders are only needed while it runs.
+    """
+    root = Path(os.environ.get("STM_ZOO_APP_TMP") or Path(tempfile.gettempdir()) / "stm_zoo_app")
+    root = root / "requests"
+    root.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in root.iterdir():
+        try:
+            if old.is_dir() and now - old.stat().st_mtime > max_age_s:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:  # another request removed it first
+            continue
+    folder = root / uuid.uuid4().hex
+    folder.mkdir()
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+class ModelCache:
+    """A small LRU of loaded zoo entries keyed by zoo folder, task, family, size, device, dtype.
+
+    Thread-safe: gradio runs requests in worker threads. Loading holds the lock, so two requests
+    for the same model load it once.
+    """
+
+    def __init__(self, capacity: int = 4) -> None:
+        self.capacity = capacity
+        self._models: OrderedDict[tuple[str, ...], LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self, task: str, family: str, size: str, device: str = "auto", dtype: str = "float32"
+    ) -> LoadedModel:
+        """The loaded model, from the cache or `stm_zoo.zoo.load_model`.
+
+        Raises:
+            ModelNotFoundError: the entry is in neither the local zoo nor the Hub.
+            StmZooError: an unknown name, a size the family does not come in, or no such device.
+        """
+        check_entry(task, family, size)
+        device = resolve_device(device)
+        key = (str(zoo_dir()), task, family, "" if family == "classical" else size, device, dtype)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            model = load_model(task, family, size, device=device, dtype=dtype)
+            self._models[key] = model
+            while len(self._models) > self.capacity:
+                self._models.popitem(last=False)
+            return model
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
+def sizes_for(family: str) -> tuple[str, ...]:
+    """The sizes a family comes in (paper's Table I); the classical baseline has one."""
+    if family == "classical":
+        return ("small",)
+    sizes = tuple(dict.fromkeys(k.size for k in registry() if k.family == family))
+    if not sizes:
+        raise StmZooError(
+            f"Unknown model family {family!r}: choose one of {', '.join(FAMILY_LABELS)}."
+        )
+    return sizes
+
+
+def check_entry(task: str, family: str, size: str) -> None:
+    """Refuse an unknown task or family and a size the family does not come in."""
+    if task not in TASKS:
+        raise StmZooError(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}.")
+    sizes = sizes_for(family)
+    if family != "classical" and size not in sizes:
+        raise StmZooError(
+            f"The {family} family comes in size {' or '.join(sizes)} only (paper Table I), "
+            f"not {size!r}: pick {sizes[0]}."
+        )
+
+
+def device_choices() -> list[str]:
+    """The compute devices this machine has: auto and cpu, plus cuda when a GPU is visible."""
+    import torch
+
+    return ["auto", "cpu", "cuda"] if torch.cuda.is_available() else ["auto", "cpu"]
+
+
+def _status(task: str, family: str, size: str):
+    from stm_zoo.zoo import EntryKey
+    from stm_zoo.zoo_cli import entry_status
+
+    return entry_status(EntryKey(task, family, size))
+
+
+def entry_available(task: str, family: str, size: str) -> bool:
+    """Whether the entry runs here without a download: built in, in the local zoo or HF cache."""
+    if family == "classical":
+        return True
+    check_entry(task, family, size)
+    return _status(task, family, size).available in ("local", "hub-cache")
+
+
+def model_status(task: str, family: str, size: str) -> str:
+    """One markdown line saying whether the chosen entry can run here and what it was trained on."""
+    if family == "classical":
+        return "Built-in classical baseline: row alignment and scar removal, no weights needed."
+    try:
+        check_entry(task, family, size)
+    except StmZooError as error:
+        return f"⚠️ {error}"
+    status = _status(task, family, size)
+    steps = status.training.get("steps")
+    budget = f", trained {steps:,} steps" if isinstance(steps, int) else ""
+    if status.available in ("local", "hub-cache"):
+        where = "local zoo" if status.available == "local" else "Hub cache"
+        return f"✅ `{status.entry}` is available ({where}{budget})."
+    return (
+        f"⚠️ `{status.entry}` is not in the local zoo ({status.available}); a run will try the "
+        "Hub and otherwise explain how to get it. The classical family always works."
+    )
+
+
+ZOO_COLUMNS = [
+    "Entry",
+    "Available",
+    "Training steps",
+    "Samples seen",
+    "Train time (h)",
+    "Device",
+    "Metrics",
+]
+_AVAILABILITY = {
+    "local": "✅ local",
+    "hub-cache": "✅ Hub cache",
+    "builtin": "✅ built in",
+    "card-only": "⚠️ card only, no weights",
+    "missing": "not trained yet",
+    "invalid": "❌ invalid entry",
+}
+
+
+def zoo_rows(root: Path | None = None) -> list[list[Any]]:
+    """One row per zoo entry (`ZOO_COLUMNS`): availability, training budget, card metrics."""
+    from stm_zoo.zoo_cli import list_entries
+
+    rows = []
+    for status in list_entries(root):
+        training = status.training
+        metrics = " · ".join(
+            f"{name.removeprefix('val/')} {value:.4g}"
+            for name, value in list(status.metrics.items())[:8]
+        )
+        rows.append(
+            [
+                status.entry,
+                _AVAILABILITY.get(status.available, status.available),
+                training.get("steps", ""),
+                training.get("samples_seen", ""),
+                training.get("wall_time_h", ""),
+                training.get("device", ""),
+                metrics,
+            ]
+        )
+    return rows
+
+
+def zero_gpu(fn: Callable[..., Any], duration: Callable[..., int] | int = 60) -> Callable[..., Any]:
+    """`spaces.GPU(duration=duration)(fn)` on Hugging Face ZeroGPU; `fn` itself elsewhere.
+
+    `duration` may be a function of the same arguments as `fn` returning seconds: shorter
+    declared durations get a GPU sooner.
+    """
+    try:
+        import spaces  # only installed on Hugging Face Spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(duration=duration)(fn)
+
+
+def gpu_seconds(shape: tuple[int, int] | None, steps: int, samples: int) -> int:
+    """A generous ZeroGPU duration for restoring an (H, W) scan: 128 px tiles, two network
+    evaluations per step, a few ms each on a data-centre GPU, plus model loading."""
+    h, w = shape or (1024, 1024)
+    tiles = math.ceil(h / 96) * math.ceil(w / 96)
+    return int(np.clip(20 + 0.02 * tiles * steps * samples * 2, 30, 300))
+
+
+# ---------------------------------------------------------------------------------------------
+# Restoring an upload
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """The choices of one Restore request.
+
+    Attributes:
+        task: "restore", "sr2" or "sr4".
+        family, size: the zoo entry.
+        steps: sampler steps (ignored by ae and classical).
+        device: "auto", "cpu" or "cuda".
+        seed: seed of the noise field; None draws one.
+        samples: independent samples (their mean is the result, their std the uncertainty).
+        keep_measured: SR only: copy the measured lines into the result unchanged.
+        channel, direction: what to read from the file.
+        scan_size_nm: frame width in nm for files without a physical size (png/tif/npy).
+    """
+
+    task: str = "restore"
+    family: str = "fm"
+    size: str = "small"
+    steps: int = 2
+    device: str = "auto"
+    seed: int | None = 0
+    samples: int = 1
+    keep_measured: bool = False
+    channel: str = "Z"
+    direction: str = "forward"
+    scan_size_nm: float | None = None
+
+    def check(self, limits: AppLimits) -> None:
+        """Refuse out-of-range numbers with a one-sentence message."""
+        check_entry(self.task, self.family, self.size)
+        if not 1 <= self.steps <= limits.max_steps:
+            raise StmZooError(f"Steps must be between 1 and {limits.max_steps}, not {self.steps}.")
+        if not 1 <= self.samples <= limits.max_samples:
+            raise StmZooError(
+                f"Samples must be between 1 and {limits.max_samples}, not {self.samples}."
+            )
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise StmZooError(f"The seed must be a whole number >= 0, not {self.seed}.")
+        if self.scan_size_nm is not None and not (
+            math.isfinite(self.scan_size_nm) and 0 < self.scan_size_nm <= 1e6
+        ):
+            raise StmZooError(
+                f"The scan width must be a positive number of nm, not {self.scan_size_nm}."
+            )
+
+
+@dataclass
+class RestoreOutcome:
+    """What one Restore request produced.
+
+    Attributes:
+        source: the file that was opened (for MATRIX, the copied data file).
+        source_format: `detect_format` of it.
+        scan: the input as read (valid rows only).
+        result: the engine's result (restored scan, std, timing, model label).
+        files: downloads, the input's own format first.
+        total_seconds: wall time of the whole request (reading, model loading, writing).
+    """
+
+    source: Path
+    source_format: str
+    scan: Scan
+    result: Result
+    files: list[Path]
+    total_seconds: float
+
+
+def check_announced(path: Path, limits: AppLimits) -> None:
+    """Refuse a file whose header announces more pixels than the app processes (no data read)."""
+    claimed = announced_shape(path)
+    if claimed is not None:
+        check_pixels(path.name, claimed, limits, what="announces")
+
+
+def read_scan(
+    path: Path,
+    limits: AppLimits,
+    channel: str = "Z",
+    direction: str = "forward",
+    scan_size_nm: float | None = None,
+    task: str = "restore",
+) -> Scan:
+    """Size-check and read one channel of a resolved upload; only its valid lines are kept.
+
+    A file without a physical size gets square pixels `scan_size_nm` / W wide (or the default
+    sampling); for a super-resolution task its lines are taken to be k times further apart than
+    its pixels (a k times faster scan of a square-pixel frame), so the frame is k times taller.
+    """
+    check_announced(path, limits)
+    scan = load_scan(path, channel or "Z", direction or "forward", scan_size_nm)
+    check_pixels(path.name, scan.shape, limits)
+    factor = SR_FACTOR.get(task, 1)
+    if factor > 1 and scan.pixel_size_assumed:
+        width_m, height_m = scan.scan_size_m
+        scan = scan.replace(scan_size_m=(width_m, height_m * factor))
+    return scan.crop_valid()
+
+
+@dataclass
+class Inspection:
+    """What an uploaded file holds, for the channel and direction pickers.
+
+    Attributes:
+        path: the opened file; scan: the default channel and direction (valid lines only);
+        channels: channel names; directions: the directions of the shown channel.
+    """
+
+    path: Path
+    scan: Scan
+    channels: list[str]
+    directions: list[str]
+
+
+def inspect_upload(
+    files: Any, limits: AppLimits, scan_size_nm: float | None = None, task: str = "restore"
+) -> Inspection:
+    """Read an upload's channel list and its topography (else first) channel, forward first."""
+    from stm_zoo.io import list_channels
+    from stm_zoo.io._common import match_channel
+
+    path = resolve_upload(files, new_work_dir())
+    check_announced(path, limits)
+    channels = list_channels(path)
+    names = [c.name for c in channels]
+    name = match_channel("Z", names) or names[0]
+    directions = list(next(c for c in channels if c.name == name).directions)
+    scan = read_scan(path, limits, name, directions[0], scan_size_nm, task)
+    return Inspection(path, scan, names, directions)
+
+
+def restore_upload(
+    files: Any,
+    options: RestoreOptions,
+    models: ModelCache,
+    limits: AppLimits,
+    progress: Progress | None = None,
+) -> RestoreOutcome:
+    """Read an upload, run the chosen model on it and write the downloads.
+
+    Raises:
+        StmZooError: any user-fixable problem (file, limits, options, missing model).
+    """
+    started = time.perf_counter()
+    notify = progress or (lambda fraction, message: None)
+    options.check(limits)
+    work_dir = new_work_dir()
+    notify(0.0, "reading the scan")
+    path = resolve_upload(files, work_dir)
+    scan = read_scan(
+        path, limits, options.channel, options.direction, options.scan_size_nm, options.task
+    )
+    notify(0.0, "loading the model")
+    model = models.get(options.task, options.family, options.size, options.device)
+    factor = SR_FACTOR[options.task]
+    lines, width = model_grid(scan, model.config.pixel_size_nm, factor)
+    grid = lines * factor * width
+    if grid > limits.max_model_pixels:
+        raise StmZooError(
+            f"{path.name} becomes {grid:,} px at the model's {model.config.pixel_size_nm:.4g} "
+            f"nm/px, more than the {limits.max_model_pixels:,} px this app runs a model on: "
+            "crop the scan to a smaller area first."
+        )
+    result = restore(
+        scan,
+        task=options.task,
+        family=options.family,
+        size=options.size,
+        steps=options.steps,
+        device=options.device,
+        seed=options.seed,
+        samples=options.samples,
+        progress=notify,
+        keep_measured=options.keep_measured,
+        model=model,
+    )
+    notify(1.0, "writing the downloads")
+    fmt = detect_format(path)
+    tag = f"{options.task}-{options.family}" + (
+        "" if options.family == "classical" else f"-{options.size}"
+    )
+    files_out = write_downloads(result, fmt, f"{safe_stem(path)}_{tag}", work_dir / "out")
+    total = time.perf_counter() - started
+    log.info(
+        "%s %s: %s, model %.2f s, request %.2f s",
+        path.name,
+        scan.shape,
+        result.model,
+        result.seconds,
+        total,
+    )
+    return RestoreOutcome(path, fmt, scan, result, files_out, total)
+
+
+def safe_stem(path: Path) -> str:
+    """The file's stem with anything but letters, digits, '-', '_' and '.' replaced by '_'."""
+    stem = path.name
+    for suffix in (".Z_mtrx", ".I_mtrx"):
+        stem = stem.removesuffix(suffix)
+    stem = Path(stem).stem if "." in stem else stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem)[:80] or "scan"
+
+
+def write_downloads(result: Result, source_format: str, stem: str, folder: Path) -> list[Path]:
+    """Write the restored scan in the input's format, plus .gwy, 16-bit .png and float32 .npy.
+
+    With several samples, the per-pixel standard deviation is written too (`<stem>_std.npy`, in
+    the scan's unit). MATRIX input has no writer and comes back as .gwy.
+
+    Returns:
+        The written files, the input's own format first.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    suffixes = [NATIVE_SUFFIX.get(source_format, ".gwy"), *EXTRA_SUFFIXES]
+    written = [
+        save_scan(result.scan, folder / f"{stem}{suffix}") for suffix in dict.fromkeys(suffixes)
+    ]
+    if result.std is not None:
+        std_path = folder / f"{stem}_std.npy"
+        np.save(std_path, result.std.astype(np.float32))
+        written.append(std_path)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# Text for the page
+
+
+def _si(value: float | None, unit: str) -> str:
+    if value is None:
+        return "unknown"
+    for factor, prefix in ((1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, "")):
+        if abs(value) < factor * 1000 or factor == 1.0:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def describe_scan(path: Path, scan: Scan) -> str:
+    """A markdown summary of a scan for the page: format, size, pixel size, bias, setpoint."""
+    fmt = FORMAT_NAMES[detect_format(path)]
+    h, w = scan.shape
+    sx, sy = (s * 1e9 for s in scan.scan_size_m)
+    px, py = (p * 1e9 for p in scan.pixel_size_m)
+    assumed = " (assumed: the file has none; set the scan width)" if scan.pixel_size_assumed else ""
+    lines = [
+        f"**{path.name}** · {fmt} · {scan.channel} {scan.direction}",
+        f"{h} lines × {w} px · {sx:.4g} × {sy:.4g} nm{assumed} · {px:.4g} × {py:.4g} nm/px",
+        f"bias {_si(scan.bias_v, 'V')} · setpoint {_si(scan.setpoint_a, 'A')}",
+    ]
+    return "  \n".join(lines)
+
+
+def describe_result(outcome: RestoreOutcome) -> str:
+    """A markdown summary of a run: model, timing, shapes, height range, uncertainty."""
+    result = outcome.result
+    h, w = outcome.scan.shape
+    rh, rw = result.scan.shape
+    lo, hi = robust_range(remove_plane(result.scan.data))
+    lines = [
+        f"**{result.model}** · model {result.seconds:.2f} s · "
+        f"request {outcome.total_seconds:.2f} s",
+        f"{h} × {w} px → {rh} × {rw} px · height range (levelled, 0.5-99.5 %) "
+        f"{_si(hi - lo, result.scan.unit)}",
+    ]
+    if result.std is not None:
+        lines.append(
+            f"uncertainty: median std {_si(float(np.median(result.std)), result.scan.unit)}, "
+            f"99th percentile {_si(float(np.percentile(result.std, 99)), result.scan.unit)}"
+        )
+    return "  \n".join(lines)

@@ -1,0 +1,103 @@
+"""A real browser (Debian's Chromium, headless, driven by Playwright) using the Restore tab."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from stm_zoo.io import Scan, save_scan
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*"),
+]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory):
+    """URL of the app served from this process, writing only under a temporary folder."""
+    if not CHROMIUM.is_file():
+        pytest.skip("Debian's Chromium (/usr/bin/chromium) is not installed")
+    pytest.importorskip("playwright.sync_api")
+    root = tmp_path_factory.mktemp("app_browser")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STM_ZOO_DIR", str(root / "zoo"))  # empty: the page defaults to classical
+        mp.setenv("STM_ZOO_APP_TMP", str(root / "requests"))
+        mp.setenv("STM_ZOO_APP_EXAMPLES", str(root / "examples"))
+        mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
+        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        spec = importlib.util.spec_from_file_location("stm_zoo_app_browser", REPO_ROOT / "app.py")
+        app = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(app)
+        demo = app.build_app()
+        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
+        try:
+            yield url
+        finally:
+            demo.close()
+
+
+@pytest.fixture
+def scan_file(tmp_path: Path) -> Path:
+    """A real Nanonis file when ../shared is present, else a simulated .sxm."""
+    real = REPO_ROOT.parent / "shared" / "data" / "spm-fixtures" / "nanonis" / "Si_7x7_028.sxm"
+    if real.is_file():
+        return real
+    from training.explorer import pristine_surface
+
+    heights_nm, pixel_nm = pristine_surface(0)
+    path = tmp_path / "simulated.sxm"
+    side_m = heights_nm.shape[0] * pixel_nm * 1e-9
+    save_scan(Scan(heights_nm * 1e-9, scan_size_m=(side_m, side_m)), path)
+    return path
+
+
+def test_upload_restore_and_download_in_chromium(app_url: str, scan_file: Path, tmp_path: Path):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(app_url)
+            page.locator("#restore-upload input[type=file]").set_input_files(str(scan_file))
+            expect(page.get_by_text("Nanonis .sxm")).to_be_visible(timeout=60_000)
+            page.locator("#restore-button").click()
+
+            result = page.locator("#restore-result img")
+            expect(result).to_be_visible(timeout=90_000)
+            links = page.locator("#restore-downloads a[data-testid=download-link]")
+            expect(links).to_have_count(4, timeout=30_000)
+            hrefs = [links.nth(i).get_attribute("href") for i in range(4)]
+            assert hrefs[0].endswith("_restore-classical.sxm")
+            assert {Path(h).suffix for h in hrefs} == {".sxm", ".gwy", ".png", ".npy"}
+            assert page.locator("#restore-result img").evaluate("i => i.naturalWidth") >= 512
+            expect(page.locator("#restore-slider img").first).to_be_visible()
+
+            shot = tmp_path / "app_restore.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 50_000
+
+            # A bad file: the message appears in the page and the app keeps working.
+            bad = tmp_path / "notes.txt"
+            bad.write_text("not a scan")
+            page.locator("#restore-upload input[type=file]").set_input_files(str(bad))
+            expect(page.get_by_text("are not supported").first).to_be_visible(timeout=30_000)
+        finally:
+            browser.close()
