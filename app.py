@@ -9,7 +9,9 @@ cache, ZeroGPU), `stm_zoo.app_previews` (8-bit previews with a scale bar) and
 
 Environment: STM_ZOO_DIR / STM_ZOO_REPO (where models come from), GRADIO_SERVER_NAME /
 GRADIO_SERVER_PORT, and the limits STM_ZOO_APP_MAX_PIXELS, STM_ZOO_APP_MAX_MODEL_PIXELS,
-STM_ZOO_APP_MAX_FILE_MB, STM_ZOO_APP_CONCURRENCY, STM_ZOO_APP_QUEUE.
+STM_ZOO_APP_MAX_FILE_MB, STM_ZOO_APP_CONCURRENCY, STM_ZOO_APP_QUEUE; the expert-evaluation tab
+reads EXPERT_EVAL_STUDY, EXPERT_EVAL_DB, EXPERT_EVAL_ADMIN_TOKEN, STM_ZOO_DATA_DIR,
+EXPERT_EVAL_DATASET and HF_TOKEN (see expert_eval.ui).
 
 Scripting (every event has an api_name; see the page's "Use via API" link):
 
@@ -30,6 +32,7 @@ from typing import Any
 
 import gradio as gr
 
+from expert_eval.ui import expert_tab
 from stm_zoo import app_previews as previews
 from stm_zoo import app_support as support
 from stm_zoo.errors import StmZooError
@@ -537,6 +540,7 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
             restore_tab(ctx)
             zoo_tab(demo)
             degradations_tab(demo)
+            expert_tab()
     return demo.queue(
         max_size=ctx.limits.queue_size, default_concurrency_limit=ctx.limits.concurrency
     )

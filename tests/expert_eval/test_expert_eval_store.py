@@ -1,0 +1,366 @@
+"""The ratings store: validation, idempotency, concurrency, crash safety, export and sync."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from expert_eval import store as st
+from expert_eval.store import ExpertStore, InvalidSubmission
+from stm_zoo.errors import StmZooError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def db(tmp_path, make_study):
+    store = ExpertStore(tmp_path / "ratings.sqlite3")
+    study = make_study(tmp_path / "study", n_trials=5)
+    store.register_study(study)
+    return store, study
+
+
+def test_database_is_wal_with_foreign_keys_and_schema(db):
+    store, _ = db
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == st.SCHEMA_VERSION
+    # Every connection of the store enforces foreign keys: an orphan rating is refused.
+    conn = store._connect()
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO ratings VALUES (999, 'nope', 'A', 3, 1)")
+    conn.close()
+    assert store.check() == []
+
+
+def test_a_valid_answer_is_stored_whole_with_timestamps(db, make_answer):
+    store, study = db
+    answer = make_answer(
+        study, 0, "Dr. Alice", ratings=[5, 2, 4], ranks=[1, 3, 2], comment="  crisp dimers  "
+    )
+    result = store.submit(replace(answer, shown_at="2025-01-01T00:00:00+00:00"))
+    assert result.stored and "saved" in result.message
+    records = store.records()
+    assert [(r.model, r.rating, r.rank, r.label) for r in records] == [
+        ("classical", 5, 1, "A"),
+        ("fm-small-2", 2, 3, "B"),
+        ("ddim-small-3", 4, 2, "C"),
+    ]
+    assert {r.comment for r in records} == {"crisp dimers"}
+    assert {r.rater for r in records} == {"Dr. Alice"}
+    assert records[0].shown_at.startswith("2025-01-01") and records[0].submitted_at >= "2025"
+    assert store.answered_trials("dr.  ALICE") == {study.trials[0].trial_id}
+
+
+def test_resubmission_keeps_the_first_answer(db, make_answer):
+    store, study = db
+    first = store.submit(make_answer(study, 1, "bob", ratings=[1, 1, 1]))
+    again = store.submit(make_answer(study, 1, "  BOB ", ratings=[5, 5, 5], ranks=[3, 2, 1]))
+    assert first.stored and not again.stored
+    assert "already answered" in again.message and again.answer_id == first.answer_id
+    assert [r.rating for r in store.records()] == [1, 1, 1]
+    assert store.counts()["answers"] == 1 and store.counts()["ratings"] == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda s: s[:2], "covers 2 output"),  # partial answer
+        (lambda s: (*s[:2], replace(s[2], rank=2)), "not a ranking"),  # ranks 1, 2, 2
+        (lambda s: (*s[:2], replace(s[2], rank=4)), "not a ranking"),  # ranks 1, 2, 4
+        (lambda s: (replace(s[0], rank=0), s[1], replace(s[2], rank=1)), "not a ranking"),
+        (lambda s: (replace(s[0], rating=0), *s[1:]), "from 1 to 5"),
+        (lambda s: (replace(s[0], rating=6), *s[1:]), "from 1 to 5"),
+        (lambda s: (replace(s[0], rating=3.5), *s[1:]), "from 1 to 5"),
+        (lambda s: (replace(s[0], rating=True), *s[1:]), "from 1 to 5"),
+        (lambda s: (replace(s[0], rating="4"), *s[1:]), "from 1 to 5"),
+        (lambda s: (replace(s[0], output_id="forged"), *s[1:]), "covers 3 output"),
+        (lambda s: (s[0], replace(s[1], output_id=s[0].output_id), s[2]), "appears twice"),
+        (lambda s: (s[0], replace(s[1], label="A"), s[2]), "own label"),
+        (lambda s: (), "no ratings"),
+    ],
+)
+def test_bad_answers_are_rejected_whole(db, change, expected, make_answer):
+    store, study = db
+    answer = make_answer(study, 2, "carol")
+    with pytest.raises(InvalidSubmission, match=expected):
+        store.submit(replace(answer, scores=tuple(change(answer.scores))))
+    counts = store.counts()
+    assert counts["answers"] == 0 and counts["ratings"] == 0
+    assert store.answered_trials("carol") == set()
+
+
+def test_unknown_trial_long_comment_and_bad_names_are_rejected(db, make_answer):
+    store, study = db
+    answer = make_answer(study, 0, "dave")
+    with pytest.raises(InvalidSubmission, match="Unknown trial"):
+        store.submit(replace(answer, trial_id="deadbeefdeadbeef"))
+    with pytest.raises(InvalidSubmission, match="comment"):
+        store.submit(replace(answer, comment="x" * (st.MAX_COMMENT + 1)))
+    for name in ("", "   ", "x" * 65, "tab\x07bell"):
+        with pytest.raises(StmZooError):
+            store.submit(replace(answer, rater=name))
+    assert store.counts()["answers"] == 0 and store.counts()["raters"] == 0
+
+
+def test_twenty_threads_fifty_submissions_each_store_every_rating_exactly_once(
+    tmp_path, make_answer, make_study
+):
+    store = ExpertStore(tmp_path / "ratings.sqlite3")
+    study = make_study(tmp_path, n_trials=50)
+    store.register_study(study)
+    outcomes: list[tuple[int, int, bool]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def rater(t: int) -> None:
+        try:
+            for i in range(50):
+                n = len(study.trials[i].outputs)
+                ranks = [(t + i + j) % n + 1 for j in range(n)]
+                ratings = [(t * 7 + i + j) % 5 + 1 for j in range(n)]
+                result = store.submit(make_answer(study, i, f"rater-{t}", ratings, ranks))
+                with lock:
+                    outcomes.append((t, i, result.stored))
+        except BaseException as error:  # surfaced below: a thread must not fail silently
+            errors.append(error)
+
+    threads = [threading.Thread(target=rater, args=(t,)) for t in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(outcomes) == 1000 and all(stored for *_, stored in outcomes)
+    records = store.records()
+    assert len(records) == 1000 * 3
+    keys = [(r.rater, r.trial_id, r.output_id) for r in records]
+    assert len(set(keys)) == len(keys)
+    for r in records:  # each value is the one that thread sent
+        t, i = int(r.rater.split("-")[1]), int(r.trial_id.rsplit("t", 1)[1])
+        j = int(r.output_id.rsplit("o", 1)[1])
+        assert r.rank == (t + i + j) % 3 + 1 and r.rating == (t * 7 + i + j) % 5 + 1
+    assert store.check() == []
+
+
+def test_racing_duplicates_store_one_answer(db, make_answer):
+    store, study = db
+    barrier = threading.Barrier(10)
+    results = []
+
+    def go(k: int) -> None:
+        barrier.wait()
+        results.append(store.submit(make_answer(study, 3, "eve", ratings=[k % 5 + 1] * 3)))
+
+    threads = [threading.Thread(target=go, args=(k,)) for k in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.stored for r in results) == [False] * 9 + [True]
+    assert len({r.answer_id for r in results}) == 1
+    assert store.counts()["ratings"] == 3
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    sys.path[:0] = [{root!r}, {tests!r}]
+    from conftest import full_answer, synthetic_study
+    from expert_eval.store import ExpertStore
+
+    STOP_AT = int(sys.argv[1])  # pause inside this submission (-1: never)
+    RATER = sys.argv[2]
+    study = synthetic_study(None, n_trials=400)
+
+    class Traced(ExpertStore):
+        submitted = 0
+        def _connect(self):
+            conn = super()._connect()
+            def trace(sql):
+                if sql.startswith("INSERT INTO ratings") and self.submitted == STOP_AT:
+                    print("MID", flush=True)  # the answer row is written, its ratings not yet
+                    time.sleep(60)
+            conn.set_trace_callback(trace)
+            return conn
+
+    store = Traced({db!r})
+    print("READY", flush=True)
+    for i in range(400):
+        store.submit(full_answer(study, i, RATER, ratings=[1 + i % 5] * 3))
+        Traced.submitted += 1
+        print("OK", flush=True)
+    """
+)
+
+
+def _run_child(db_path: Path, rater: str, stop_at: int = -1, kill_after: int = 0) -> None:
+    """Run a submitting child and SIGKILL it: paused inside submission `stop_at`, or while it
+    runs on freely, right after it reports `kill_after` stored answers."""
+    script = CHILD.format(root=str(REPO_ROOT), tests=str(Path(__file__).parent), db=str(db_path))
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(stop_at), rater], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline().strip() == "READY"
+        if stop_at >= 0:
+            lines = [child.stdout.readline().strip() for _ in range(stop_at + 1)]
+            assert lines == ["OK"] * stop_at + ["MID"]
+        else:
+            for _ in range(kill_after):
+                assert child.stdout.readline().strip() == "OK"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == -signal.SIGKILL
+
+
+def _assert_consistent(store: ExpertStore, study) -> int:
+    assert store.check() == []
+    answers = store.export_answers()
+    for answer in answers:  # complete answers only, each holding what the child sent
+        i = int(answer["trial_id"].rsplit("t", 1)[1])
+        assert sorted(r["rank"] for r in answer["ratings"]) == [1, 2, 3]
+        assert {r["rating"] for r in answer["ratings"]} == {1 + i % 5}
+    return len(answers)
+
+
+def test_a_process_killed_mid_submission_leaves_a_consistent_database(
+    tmp_path, make_answer, make_study
+):
+    db_path = tmp_path / "ratings.sqlite3"
+    study = make_study(tmp_path, n_trials=400)
+    ExpertStore(db_path).register_study(study)
+    _run_child(db_path, "crash-test", stop_at=7)  # killed inside the 8th submission
+    store = ExpertStore(db_path)
+    assert _assert_consistent(store, study) == 7
+    assert study.trials[7].trial_id not in store.answered_trials("crash-test")
+    # The lock died with the process: the same answer can now be stored.
+    assert store.submit(make_answer(study, 7, "crash-test", ratings=[3] * 3)).stored
+    # Killed at arbitrary moments of a free-running submission loop (commits included).
+    for k, after in enumerate((3, 17, 41)):
+        _run_child(db_path, f"free-{k}", kill_after=after)
+        store = ExpertStore(db_path)
+        _assert_consistent(store, study)
+        assert len(store.answered_trials(f"free-{k}")) in (after, after + 1)
+
+
+def test_register_study_is_idempotent_and_refuses_a_changed_study(tmp_path, make_study):
+    store = ExpertStore(tmp_path / "ratings.sqlite3")
+    study = make_study(tmp_path, n_trials=3)
+    store.register_study(study)
+    store.register_study(study)
+    assert store.counts()["trials"] == 3 and store.counts()["outputs"] == 9
+    changed = make_study(tmp_path, n_trials=3, models=["classical", "ae-large", "fm-small-2"])
+    with pytest.raises(StmZooError, match="no longer matches"):
+        store.register_study(changed)
+
+
+def test_export_is_the_file_the_scheduler_pushes_and_imports_back(db, tmp_path, make_answer):
+    store, study = db
+    store.submit(make_answer(study, 0, "alice", ratings=[5, 4, 3], comment="nice"))
+    store.submit(make_answer(study, 1, "bob", ranks=[3, 1, 2]))
+    lock = threading.Lock()
+    sync = st.RatingsSync(store, tmp_path / "sync", lock)
+    path = sync.snapshot()
+    assert path.parent == tmp_path / "sync" and path.name.startswith("answers-")
+    assert path.suffix == ".jsonl" and not lock.locked()
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [a["rater"] for a in lines] == ["alice", "bob"]
+    assert lines[0]["comment"] == "nice" and lines[0]["task"] == "restore"
+    assert [r["model"] for r in lines[0]["ratings"]] == study.models
+    assert [r["rating"] for r in lines[0]["ratings"]] == [5, 4, 3]
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary files left
+
+    # A restarted Space starts from an empty disk and restores the answers from the repo.
+    fresh = ExpertStore(tmp_path / "fresh.sqlite3")
+    fresh.register_study(study)
+    assert fresh.import_answers(st.read_export(path)) == 2
+    assert fresh.import_answers(st.read_export(path)) == 0  # idempotent
+    assert fresh.export_answers() == store.export_answers()
+
+
+def test_sync_is_off_without_space_or_token(db, monkeypatch):
+    store, _ = db
+    assert st.sync_config({})[0] is None
+    config, reason = st.sync_config({"SPACE_ID": "lab/stm"})
+    assert config is None and "HF_TOKEN" in reason
+    config, reason = st.sync_config({"HF_TOKEN": "hf_x"})
+    assert config is None and "SPACE_ID" in reason
+    for name in ("SPACE_ID", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    assert st.start_sync(store) == (None, st.sync_config({})[1])
+
+
+def test_sync_config_when_configured_hides_the_token(tmp_path):
+    env = {"SPACE_ID": "lab/stm", "HF_TOKEN": "hf_secret", "EXPERT_EVAL_SYNC_DIR": str(tmp_path)}
+    config, _ = st.sync_config(env)
+    assert config.repo_id == "lab/stm-ratings" and config.folder == tmp_path
+    assert config.every_minutes == st.SYNC_EVERY_MINUTES and "hf_secret" not in repr(config)
+    config, _ = st.sync_config({**env, "EXPERT_EVAL_DATASET": "lab/panel"})
+    assert config.repo_id == "lab/panel"
+
+
+def test_database_location_resolution_order(monkeypatch, tmp_path):
+    for name in ("EXPERT_EVAL_DB", "STM_ZOO_DATA_DIR", "XDG_DATA_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    if not (Path("/data").is_dir() and os.access("/data", os.W_OK)):
+        assert st.default_db_path() == tmp_path / "xdg" / "stm-zoo" / st.DB_NAME
+    monkeypatch.setenv("STM_ZOO_DATA_DIR", str(tmp_path / "data"))
+    assert st.default_db_path() == tmp_path / "data" / st.DB_NAME
+    monkeypatch.setenv("EXPERT_EVAL_DB", str(tmp_path / "explicit.db"))
+    assert st.default_db_path() == tmp_path / "explicit.db"
+    store = ExpertStore()
+    assert store.path == tmp_path / "explicit.db" and store.path.is_file()
+
+
+def test_an_unusable_database_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "not.sqlite3"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StmZooError, match="EXPERT_EVAL_DB"):
+        ExpertStore(bad)
+
+
+def test_configured_sync_restores_then_pushes_snapshots(db, make_answer, tmp_path, monkeypatch):
+    """The Hub side replaced by fakes (tests stay offline): what start_sync asks of it."""
+    import huggingface_hub
+
+    store, study = db
+    earlier = ExpertStore(tmp_path / "earlier.sqlite3")
+    earlier.register_study(study)
+    earlier.submit(make_answer(study, 4, "from-last-run", ratings=[2, 2, 2]))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    earlier.write_export(repo / "answers-old.jsonl")
+    created = {}
+
+    class FakeScheduler:
+        def __init__(self, **kwargs):
+            created.update(kwargs)
+            self.lock = threading.Lock()
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(repo))
+    monkeypatch.setattr(huggingface_hub, "CommitScheduler", FakeScheduler)
+    env = {"SPACE_ID": "lab/stm", "HF_TOKEN": "hf_x", "EXPERT_EVAL_SYNC_DIR": str(tmp_path / "s")}
+    sync, message = st.start_sync(store, env)
+    assert "1 earlier answer(s) restored" in message and "lab/stm-ratings" in message
+    assert created["repo_id"] == "lab/stm-ratings" and created["repo_type"] == "dataset"
+    assert created["private"] is True and created["folder_path"] == tmp_path / "s"
+    assert store.answered_trials("from-last-run") == {study.trials[4].trial_id}
+    assert [a["rater"] for a in st.read_export(sync.path)] == ["from-last-run"]
+    store.submit(make_answer(study, 0, "new"))
+    sync.snapshot()
+    assert [a["rater"] for a in st.read_export(sync.path)] == ["from-last-run", "new"]
