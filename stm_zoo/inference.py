@@ -25,7 +25,7 @@ import numpy as np
 from stm_zoo.errors import StmZooError
 from stm_zoo.io.scan import Scan
 from stm_zoo.tiling import count_tiles, tiled_map
-from stm_zoo.zoo import SR_FACTOR, LoadedModel, load_model
+from stm_zoo.zoo import DEFAULT_PIXEL_SIZE_NM, SR_FACTOR, LoadedModel, load_model
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,13 @@ def make_tile_fn(model: LoadedModel, steps: int):
 
     def run(tiles: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
         normed, lo, span = _normalise_tiles(tiles.astype(np.float32))
-        cond = torch.from_numpy(normed[:, None]).to(model.device)
-        noise_t = None if noise is None else torch.from_numpy(noise[:, None]).to(model.device)
+        layout = torch.channels_last
+        cond = torch.from_numpy(normed[:, None]).to(model.device, memory_format=layout)
+        noise_t = (
+            None
+            if noise is None
+            else torch.from_numpy(noise[:, None]).to(model.device, memory_format=layout)
+        )
         autocast = torch.autocast(
             device_type=model.device.split(":")[0], dtype=dtype, enabled=model.dtype != "float32"
         )
@@ -142,7 +147,7 @@ def restore(
     """Restore (task "restore") or super-resolve along the slow axis (task "sr2"/"sr4") a scan.
 
     Args:
-        scan: a Scan, or a (H, W) array (then 100 nm per 512 px is assumed).
+        scan: a Scan, or a (H, W) array (then the paper's pitch, 100 nm per 512 px, is assumed).
         task: "restore", "sr2" or "sr4". For SR the input has H lines and the result k*H lines.
         family, size: the zoo entry ("fm", "ddim", "ddim-fft", "ae" or "classical").
         steps: sampler steps (ignored by ae and classical).
@@ -157,7 +162,10 @@ def restore(
         overlap: tile overlap in pixels; batch_size: tiles per network call.
     """
     if not isinstance(scan, Scan):
-        scan = Scan(np.asarray(scan, dtype=np.float32), pixel_size_assumed=True)
+        data = np.asarray(scan, dtype=np.float32)
+        pitch_m = DEFAULT_PIXEL_SIZE_NM * 1e-9  # the paper's 100 nm per 512 px
+        size = (data.shape[-1] * pitch_m, data.shape[0] * pitch_m) if data.ndim == 2 else (0, 0)
+        scan = Scan(data, scan_size_m=size, pixel_size_assumed=True)
     if task not in SR_FACTOR:
         raise StmZooError(f"Unknown task {task!r}: choose restore, sr2 or sr4.")
     if steps < 1:

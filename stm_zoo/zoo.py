@@ -274,7 +274,9 @@ def load_entry(directory: Path, device: str = "auto", dtype: str = "float32") ->
         first = str(error).splitlines()[0]
         raise StmZooError(f"{weights_path} does not match its config.json ({first}).") from None
     network.eval().requires_grad_(False)
-    network.to(device=device, dtype=getattr(torch, dtype))
+    # channels_last: oneDNN's convolutions and GroupNorm run several times faster in that layout
+    # on CPU (docs/benchmarks.md); on CUDA it is neutral to helpful.
+    network.to(device=device, dtype=getattr(torch, dtype), memory_format=torch.channels_last)
     return LoadedModel(config, network, device, dtype, str(directory))
 
 

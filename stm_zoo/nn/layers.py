@@ -90,11 +90,15 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Double H and W: nearest-neighbour then a 3x3 convolution (no checkerboard artefacts)."""
+    """Double H and W: nearest-neighbour then a 3x3 convolution (no checkerboard artefacts).
 
-    def __init__(self, channels: int) -> None:
+    The convolution also narrows the features to the finer level's width, which halves the cost of
+    the convolutions that run at the finer resolution next.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))

@@ -1,0 +1,738 @@
+"""Shared machinery of the paper's benchmarks: rows, the paper's numbers, tables, test sets and
+running the zoo over them.
+
+`python -m evaluation synthetic` (`evaluation.cli_synthetic`) and `... experimental`
+(`evaluation.cli_experimental`) are built from these pieces:
+
+- Rows (`RowSpec`): the degraded input, the `classical` baseline, each zoo entry at each sampler
+  step count, and for the experimental tables the pristine lower bound. The paper's numbers for
+  the same rows (Tables II-VII, IX-XIII) fill the "paper" columns.
+- Tiles: 128x128 model-space images in [-1, 1]. Every model runs directly on them, batched (no
+  tiling). Image i starts from the noise `np.random.default_rng([seed, i])` whatever the batch or
+  `--limit`, the same for every model and step count, so runs are reproducible and rows are
+  compared on the same draws. Model outputs are clamped to [-1, 1] (as the training loop's
+  validation does); the classical output is min/max-normalised to [-1, 1] like the clean targets
+  (pipeline step 9), since row alignment shifts its values.
+- Scores: PSNR and SSIM on [-1, 1] with data_range = 2 (`evaluation.metrics`).
+- Tables: markdown (rounded like the paper) and CSV (full precision) from one `Table` record.
+- Row selection as in the paper: summary tables keep each model's best step count; the appendix
+  tables list every step count.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluation.metrics import DATA_RANGE, psnr_batch, ssim_batch
+from stm_zoo.errors import StmZooError
+from stm_zoo.zoo import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    EntryKey,
+    LoadedModel,
+    registry,
+)
+
+logger = logging.getLogger(__name__)
+
+TILE_PX = 128
+
+# --------------------------------------------------------------------------------------------------
+# Rows
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One row of a table: the degraded input, a bound, the classical baseline, or a model.
+
+    Attributes:
+        family: "input" (the degraded / low-res input), "pristine" (the lower bound of the
+            experimental tables), "classical", or a learned family ("fm", "ddim", "ddim-fft", "ae").
+        size: "small" / "large" for learned families, "" otherwise.
+        steps: sampler steps (1 for the autoencoder, 0 where steps do not apply).
+    """
+
+    family: str
+    size: str = ""
+    steps: int = 0
+
+    @property
+    def learned(self) -> bool:
+        return self.family not in ("input", "pristine", "classical")
+
+    @property
+    def generative(self) -> bool:
+        """Flow matching and the DDIM variants (the rows the paper averages in Tables II and V)."""
+        return self.family in ("fm", "ddim", "ddim-fft")
+
+    @property
+    def model(self) -> str:
+        """The row's model name without steps ("FM Small", "Autoencoder", ...)."""
+        if self.family == "input":
+            return "Degraded input"
+        if self.family == "pristine":
+            return "Pristine (lower bound)"
+        if self.family == "classical":
+            return "Classical (row alignment + scars)"
+        if self.family == "ae":
+            return "Autoencoder"
+        name = {"fm": "FM", "ddim": "DDIM", "ddim-fft": "DDIM"}[self.family]
+        suffix = " (FFT)" if self.family == "ddim-fft" else ""
+        return f"{name} {self.size.capitalize()}{suffix}"
+
+    @property
+    def steps_cell(self) -> str:
+        return str(self.steps) if self.steps else ""
+
+    @property
+    def entry(self) -> str:
+        """The zoo entry name ("fm-small"), or the family for rows without one."""
+        return f"{self.family}-{self.size}" if self.learned else self.family
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "size": self.size, "steps": self.steps}
+
+
+def input_label(task: str, experimental: bool = False) -> str:
+    """The name of the input row: degraded images, or low-resolution ones for SR."""
+    if task == "restore":
+        return "Degraded input" + (" (upper bound)" if experimental else "")
+    return "Low-resolution input" + (" (upper bound)" if experimental else "")
+
+
+def bound_label(task: str) -> str:
+    return "Pristine (lower bound)" if task == "restore" else "High-resolution (lower bound)"
+
+
+def row_name(spec: RowSpec, task: str, experimental: bool = False) -> str:
+    if spec.family == "input":
+        return input_label(task, experimental)
+    if spec.family == "pristine":
+        return bound_label(task)
+    return spec.model
+
+
+# --------------------------------------------------------------------------------------------------
+# The paper's numbers (for the "paper" columns)
+
+_I, _P = RowSpec("input"), RowSpec("pristine")
+
+
+def _r(family: str, size: str, steps: int) -> RowSpec:
+    return RowSpec(family, size, steps)
+
+
+PAPER_SYNTHETIC: dict[str, dict[RowSpec, dict[str, float]]] = {
+    # Table IX (restoration: PSNR, SSIM), input row from Table III.
+    "restore": {
+        _I: {"psnr": 20.00, "ssim": 0.680},
+        _r("ae", "large", 1): {"psnr": 18.82, "ssim": 0.787},
+        _r("ddim", "small", 5): {"psnr": 26.44, "ssim": 0.886},
+        _r("ddim", "small", 10): {"psnr": 26.59, "ssim": 0.890},
+        _r("ddim", "large", 5): {"psnr": 26.78, "ssim": 0.893},
+        _r("ddim-fft", "large", 5): {"psnr": 27.55, "ssim": 0.905},
+        _r("ddim", "large", 10): {"psnr": 26.70, "ssim": 0.892},
+        _r("ddim-fft", "large", 10): {"psnr": 28.86, "ssim": 0.910},
+        _r("fm", "small", 2): {"psnr": 29.90, "ssim": 0.889},
+        _r("fm", "small", 5): {"psnr": 28.84, "ssim": 0.893},
+        _r("fm", "small", 10): {"psnr": 29.36, "ssim": 0.895},
+        _r("fm", "large", 2): {"psnr": 31.53, "ssim": 0.929},
+        _r("fm", "large", 5): {"psnr": 31.52, "ssim": 0.929},
+        _r("fm", "large", 10): {"psnr": 31.57, "ssim": 0.929},
+    },
+    # Table XI (SR: SSIM only; the paper omits PSNR for SR).
+    "sr2": {
+        _I: {"ssim": 0.493},
+        _r("ae", "large", 1): {"ssim": 0.747},
+        _r("ddim", "small", 5): {"ssim": 0.703},
+        _r("ddim", "small", 10): {"ssim": 0.698},
+        _r("ddim", "large", 5): {"ssim": 0.719},
+        _r("ddim-fft", "large", 5): {"ssim": 0.723},
+        _r("ddim", "large", 10): {"ssim": 0.722},
+        _r("ddim-fft", "large", 10): {"ssim": 0.724},
+        _r("fm", "small", 2): {"ssim": 0.757},
+        _r("fm", "small", 5): {"ssim": 0.752},
+        _r("fm", "small", 10): {"ssim": 0.750},
+        _r("fm", "large", 2): {"ssim": 0.778},
+        _r("fm", "large", 5): {"ssim": 0.762},
+        _r("fm", "large", 10): {"ssim": 0.764},
+    },
+    "sr4": {
+        _I: {"ssim": 0.396},
+        _r("ae", "large", 1): {"ssim": 0.672},
+        _r("ddim", "small", 5): {"ssim": 0.661},
+        _r("ddim", "small", 10): {"ssim": 0.655},
+        _r("ddim", "large", 5): {"ssim": 0.649},
+        _r("ddim-fft", "large", 5): {"ssim": 0.660},
+        _r("ddim", "large", 10): {"ssim": 0.644},
+        _r("ddim-fft", "large", 10): {"ssim": 0.656},
+        _r("fm", "small", 2): {"ssim": 0.702},
+        _r("fm", "small", 5): {"ssim": 0.692},
+        _r("fm", "small", 10): {"ssim": 0.719},
+        _r("fm", "large", 2): {"ssim": 0.719},
+        _r("fm", "large", 5): {"ssim": 0.687},
+        _r("fm", "large", 10): {"ssim": 0.691},
+    },
+}
+
+PAPER_TARGETED: dict[str, dict[str, dict[str, float]]] = {
+    # Table II (restoration) and Table V (SR), means over the generative models.
+    "restore": {
+        "blunt_tip": {"psnr": 32.40, "ssim": 0.953},
+        "scan_lines": {"psnr": 32.38, "ssim": 0.964},
+        "tip_change": {"psnr": 31.04, "ssim": 0.951},
+        "misalignment": {"psnr": 30.36, "ssim": 0.938},
+        "multi_tip": {"psnr": 27.18, "ssim": 0.870},
+    },
+    "sr2": {
+        "low_res": {"ssim": 0.750},
+        "scan_lines": {"ssim": 0.750},
+        "blunt_tip": {"ssim": 0.750},
+        "misalignment": {"ssim": 0.747},
+        "tip_change": {"ssim": 0.746},
+        "multi_tip": {"ssim": 0.717},
+    },
+    "sr4": {
+        "low_res": {"ssim": 0.723},
+        "scan_lines": {"ssim": 0.703},
+        "blunt_tip": {"ssim": 0.713},
+        "misalignment": {"ssim": 0.721},
+        "tip_change": {"ssim": 0.723},
+        "multi_tip": {"ssim": 0.672},
+    },
+}
+
+TARGETED_NAMES = {
+    "low_res": "Low resolution only",
+    "blunt_tip": "Blunt tip",
+    "scan_lines": "Scan lines",
+    "tip_change": "Tip change",
+    "misalignment": "Misalignment",
+    "multi_tip": "Multi-tip",
+}
+
+
+def _kc(kid: float, cmmd: float) -> dict[str, float]:
+    return {"kid": kid, "cmmd": cmmd}
+
+
+PAPER_EXPERIMENTAL: dict[str, dict[RowSpec, dict[str, float]]] = {
+    # Table X (restoration), Tables XII (KID) and XIII (CMMD) for SR.
+    "restore": {
+        _I: _kc(0.0807, 0.446),
+        _r("ae", "large", 1): _kc(0.0830, 0.431),
+        _r("ddim", "small", 5): _kc(0.0371, 0.377),
+        _r("ddim", "small", 10): _kc(0.0365, 0.375),
+        _r("ddim", "large", 5): _kc(0.0398, 0.339),
+        _r("ddim-fft", "large", 5): _kc(0.0397, 0.336),
+        _r("ddim", "large", 10): _kc(0.0353, 0.387),
+        _r("ddim-fft", "large", 10): _kc(0.0377, 0.345),
+        _r("fm", "small", 2): _kc(0.0344, 0.365),
+        _r("fm", "small", 5): _kc(0.0331, 0.349),
+        _r("fm", "small", 10): _kc(0.0328, 0.353),
+        _r("fm", "large", 2): _kc(0.0357, 0.350),
+        _r("fm", "large", 5): _kc(0.0374, 0.350),
+        _r("fm", "large", 10): _kc(0.0375, 0.357),
+        _P: _kc(0.0194, 0.228),
+    },
+    "sr2": {
+        _I: _kc(0.1436, 0.479),
+        _r("ae", "large", 1): _kc(0.1021, 0.407),
+        _r("ddim", "small", 5): _kc(0.1120, 0.395),
+        _r("ddim", "small", 10): _kc(0.1106, 0.392),
+        _r("ddim", "large", 5): _kc(0.1075, 0.359),
+        _r("ddim-fft", "large", 5): _kc(0.1149, 0.379),
+        _r("ddim", "large", 10): _kc(0.1065, 0.361),
+        _r("ddim-fft", "large", 10): _kc(0.1138, 0.373),
+        _r("fm", "small", 2): _kc(0.0977, 0.401),
+        _r("fm", "small", 5): _kc(0.1022, 0.409),
+        _r("fm", "small", 10): _kc(0.1023, 0.418),
+        _r("fm", "large", 2): _kc(0.1081, 0.408),
+        _r("fm", "large", 5): _kc(0.1096, 0.419),
+        _r("fm", "large", 10): _kc(0.1103, 0.425),
+        _P: _kc(0.0187, 0.229),
+    },
+    "sr4": {
+        _I: _kc(0.1782, 0.601),
+        _r("ae", "large", 1): _kc(0.1275, 0.392),
+        _r("ddim", "small", 5): _kc(0.1471, 0.419),
+        _r("ddim", "small", 10): _kc(0.1359, 0.414),
+        _r("ddim", "large", 5): _kc(0.1072, 0.384),
+        _r("ddim-fft", "large", 5): _kc(0.1052, 0.370),
+        _r("ddim", "large", 10): _kc(0.1061, 0.385),
+        _r("ddim-fft", "large", 10): _kc(0.1020, 0.362),
+        _r("fm", "small", 2): _kc(0.0983, 0.370),
+        _r("fm", "small", 5): _kc(0.1045, 0.373),
+        _r("fm", "small", 10): _kc(0.1117, 0.390),
+        _r("fm", "large", 2): _kc(0.0993, 0.362),
+        _r("fm", "large", 5): _kc(0.1258, 0.390),
+        _r("fm", "large", 10): _kc(0.1326, 0.396),
+        _P: _kc(0.0187, 0.229),
+    },
+}
+
+
+def paper_value(
+    table: dict[str, dict[RowSpec, dict[str, float]]], task: str, spec: RowSpec, metric: str
+) -> float | None:
+    """The paper's number for a row, or None when the paper has no such row."""
+    return table.get(task, {}).get(spec, {}).get(metric)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables
+
+
+Cell = str | float | int | None
+
+
+@dataclass
+class Table:
+    """A table for markdown and CSV.
+
+    Attributes:
+        name: file stem of the CSV (e.g. "table_IX_restore").
+        title: one line above the markdown table.
+        columns: header cells.
+        rows: one list of cells per row (floats are formatted by `formats`).
+        formats: per column a format spec for floats (e.g. ".2f"), "" for the default.
+        notes: lines printed under the markdown table.
+    """
+
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[list[Cell]] = field(default_factory=list)
+    formats: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def _cell(self, value: Cell, column: int) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            if math.isnan(value):
+                return "n/a"
+            spec = self.formats[column] if column < len(self.formats) else ""
+            return format(value, spec or ".4g")
+        return str(value)
+
+    def markdown(self) -> str:
+        lines = [f"**{self.title}**", "", "| " + " | ".join(self.columns) + " |"]
+        lines.append("|" + "---|" * len(self.columns))
+        for row in self.rows:
+            lines.append("| " + " | ".join(self._cell(v, i) for i, v in enumerate(row)) + " |")
+        if self.notes:
+            lines.append("")
+            lines.extend(f"{note}  " for note in self.notes)
+        return "\n".join(lines)
+
+    def csv(self) -> str:
+        """CSV with full-precision numbers (markdown rounds, CSV does not)."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.columns)
+        for row in self.rows:
+            writer.writerow(
+                ["" if v is None else repr(v) if isinstance(v, float) else v for v in row]
+            )
+        return buffer.getvalue()
+
+
+def write_tables(out_dir: Path, stem: str, heading: str, tables: Sequence[Table]) -> Path:
+    """Write `<stem>.md` (every table) and one `<table.name>.csv` per table into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts = [f"# {heading}", ""] + [t.markdown() + "\n" for t in tables]
+    path = out_dir / f"{stem}.md"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    for table in tables:
+        (out_dir / f"{table.name}.csv").write_text(table.csv(), encoding="utf-8")
+    return path
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path:
+    """JSON with non-finite floats written as strings ("inf", "nan") so any parser reads it."""
+
+    def clean(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {str(k): clean(v) for k, v in obj.items()}
+        if isinstance(obj, list | tuple):
+            return [clean(v) for v in obj]
+        if isinstance(obj, np.ndarray):
+            return clean(obj.tolist())
+        if isinstance(obj, np.generic):
+            obj = obj.item()
+        if isinstance(obj, float) and not math.isfinite(obj):
+            return str(obj)
+        return obj
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean(data), indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Zoo entries
+
+
+def available_entries(task: str, zoo: Path, only: Iterable[str] | None = None) -> list[EntryKey]:
+    """The entries of `task` whose config.json and model.safetensors are in the zoo folder.
+
+    Args:
+        task: "restore", "sr2" or "sr4".
+        zoo: a zoo root (`<zoo>/<task>/<family>-<size>/`).
+        only: entry names ("fm-small", "ae-large") to keep; None keeps all.
+    """
+    wanted = set(only) if only else None
+    keys = []
+    for key in registry():
+        if key.task != task or (wanted is not None and f"{key.family}-{key.size}" not in wanted):
+            continue
+        folder = Path(zoo) / key.subdir
+        if (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file():
+            keys.append(key)
+    if wanted is not None:
+        unknown = wanted - {f"{k.family}-{k.size}" for k in keys}
+        if unknown:
+            raise StmZooError(
+                f"--models {' '.join(sorted(unknown))}: no such entry for {task} in {zoo}; "
+                "`python -m stm_zoo zoo list` shows what is available."
+            )
+    return keys
+
+
+def load_entries(
+    keys: Sequence[EntryKey], zoo: Path, device: str, dtype: str
+) -> dict[EntryKey, LoadedModel]:
+    """Load the entries, weights in channels_last on CPU (oneDNN convolutions run faster so)."""
+    import torch
+
+    from stm_zoo.zoo import load_entry
+
+    models = {}
+    for key in keys:
+        model = load_entry(Path(zoo) / key.subdir, device=device, dtype=dtype)
+        if model.device == "cpu":
+            model.network.to(memory_format=torch.channels_last)
+        models[key] = model
+    return models
+
+
+def models_device(models: dict[EntryKey, LoadedModel], device: str) -> str:
+    """The device the models run on (resolving "auto" when there is none)."""
+    from stm_zoo.zoo import resolve_device
+
+    return next(iter(models.values())).device if models else resolve_device(device)
+
+
+def row_specs(key: EntryKey, steps: Sequence[int]) -> list[RowSpec]:
+    """A model's rows: one per step count, a single 1-step row for the autoencoder."""
+    from stm_zoo.methods import get_method
+
+    if not get_method(key.family).uses_noise:
+        return [RowSpec(key.family, key.size, 1)]
+    return [RowSpec(key.family, key.size, s) for s in steps]
+
+
+# --------------------------------------------------------------------------------------------------
+# Test sets and running models
+
+
+@dataclass
+class TileSet:
+    """Clean / degraded 128x128 tiles in [-1, 1].
+
+    Attributes:
+        name: "test" or a targeted set's name.
+        clean: (N, H, W) float32 targets (None for experimental sets, which have none).
+        degraded: (N, H, W) float32 model inputs.
+        indices: (N,) sample indices in the split (the noise seeds).
+    """
+
+    name: str
+    clean: np.ndarray | None
+    degraded: np.ndarray
+    indices: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.degraded)
+
+
+def load_split(
+    path: Path, split: str = "test", limit: int | None = None, name: str = "test"
+) -> TileSet:
+    """The first `limit` samples (all when None) of a split of a written dataset.
+
+    Args:
+        path: a dataset folder (manifest.json) or a targeted set's folder.
+        split: "train", "val" or "test".
+        limit: at most this many samples.
+        name: the set's name in tables.
+    """
+    from training.datasets import ShardDataset
+
+    dataset = ShardDataset(path, split)
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if n == 0:
+        raise StmZooError(f"The {split} split of {path} is empty; build it with --{split} N.")
+    pairs = [dataset[i] for i in range(n)]
+    clean = np.stack([p[0][0].numpy() for p in pairs]).astype(np.float32)
+    degraded = np.stack([p[1][0].numpy() for p in pairs]).astype(np.float32)
+    return TileSet(name, clean, degraded, np.arange(n))
+
+
+def targeted_sets(data_dir: Path, limit: int | None = None) -> dict[str, TileSet]:
+    """The targeted single-degradation test sets listed in the dataset's manifest (may be none)."""
+    from training.datasets import read_manifest
+
+    manifest = read_manifest(data_dir)
+    sets = {}
+    for name, folder in manifest.get("targeted", {}).items():
+        if (Path(data_dir) / folder / "manifest.json").is_file():
+            sets[name] = load_split(Path(data_dir) / folder, "test", limit, name)
+        else:
+            logger.warning("targeted set %s listed in the manifest but missing; skipped", name)
+    return sets
+
+
+def sample_noise(indices: np.ndarray, shape: tuple[int, int], seed: int) -> np.ndarray:
+    """(N, H, W) float32 standard normal noise, sample i from `default_rng([seed, indices[i]])`."""
+    return np.stack(
+        [
+            np.random.default_rng([seed, int(i)]).standard_normal(shape).astype(np.float32)
+            for i in indices
+        ]
+    )
+
+
+def run_model(
+    model: LoadedModel,
+    degraded: np.ndarray,
+    steps: int,
+    noise: np.ndarray | None,
+    batch: int = 16,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Sample a model on model-space tiles, batched.
+
+    Args:
+        model: a loaded zoo entry.
+        degraded: (N, H, W) float32 inputs in [-1, 1], H and W multiples of 4.
+        steps: sampler steps (ignored by the autoencoder).
+        noise: (N, H, W) float32 starting noise (None for the autoencoder).
+        batch: tiles per network call.
+        progress: called with the number of tiles done after each batch.
+
+    Returns:
+        (N, H, W) float32 outputs clamped to [-1, 1].
+    """
+    import torch
+
+    from stm_zoo.methods import get_method
+
+    method = get_method(model.config.family)
+    autocast = torch.autocast(
+        device_type=model.device.split(":")[0],
+        dtype=torch.bfloat16,
+        enabled=model.dtype == "bfloat16",
+    )
+    out = np.empty_like(degraded, dtype=np.float32)
+    for start in range(0, len(degraded), batch):
+        part = slice(start, start + batch)
+        cond = torch.from_numpy(np.ascontiguousarray(degraded[part][:, None])).to(model.device)
+        x = None
+        if noise is not None and method.uses_noise:
+            x = torch.from_numpy(np.ascontiguousarray(noise[part][:, None])).to(model.device)
+        with torch.inference_mode(), autocast:
+            sample = method.sample(model.network, cond, steps, x)
+        out[part] = sample[:, 0].float().clamp(-1.0, 1.0).cpu().numpy()
+        if progress is not None:
+            progress(min(start + batch, len(degraded)))
+    return out
+
+
+def normalise_tiles(tiles: np.ndarray) -> np.ndarray:
+    """Per-tile min/max normalisation to [-1, 1] (the training pipeline's step 9); flat -> 0."""
+    tiles = tiles.astype(np.float64)
+    lo = tiles.min(axis=(1, 2), keepdims=True)
+    span = tiles.max(axis=(1, 2), keepdims=True) - lo
+    safe = np.where(span > 0, span, 1.0)
+    return np.where(span > 0, (tiles - lo) / safe * 2.0 - 1.0, 0.0).astype(np.float32)
+
+
+def run_classical(degraded: np.ndarray, task: str) -> np.ndarray:
+    """The classical baseline per tile, min/max-normalised to [-1, 1] like the clean targets.
+
+    Args:
+        degraded: (N, H, W) inputs in [-1, 1] (SR: nearest-neighbour upsampled, row m*k measured).
+        task: "restore", "sr2" or "sr4".
+
+    Returns:
+        (N, H, W) float32 in [-1, 1].
+    """
+    from stm_zoo.methods.classical import classical_restore
+
+    restored = np.stack([classical_restore(tile, task) for tile in degraded])
+    return normalise_tiles(restored)
+
+
+@dataclass
+class ScoredRow:
+    """Per-image scores of one row on one set.
+
+    Attributes:
+        spec: which row.
+        psnr: (N,) dB, data_range 2.
+        ssim: (N,).
+        seconds_per_image: wall time of producing the outputs, per image (0 for the input row).
+    """
+
+    spec: RowSpec
+    psnr: np.ndarray
+    ssim: np.ndarray
+    seconds_per_image: float = 0.0
+
+    def mean(self, metric: str) -> float:
+        """Mean over the images, leaving out PSNR = inf (an input identical to its clean tile,
+        when the pipeline drew no artefact); nan when nothing is left."""
+        values = np.asarray(getattr(self, metric), dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        return float(finite.mean()) if finite.size else math.nan
+
+    @property
+    def identical(self) -> int:
+        """Images whose output equals the clean tile exactly (PSNR = inf)."""
+        return int(np.isinf(self.psnr).sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.spec.to_dict(),
+            "model": self.spec.model,
+            "psnr_mean": self.mean("psnr"),
+            "ssim_mean": self.mean("ssim"),
+            "seconds_per_image": self.seconds_per_image,
+            "psnr": self.psnr.tolist(),
+            "ssim": self.ssim.tolist(),
+        }
+
+
+def score(outputs: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image (PSNR, SSIM) of (N, H, W) outputs against (N, H, W) clean tiles, data_range 2."""
+    return psnr_batch(outputs, clean, DATA_RANGE), ssim_batch(outputs, clean, DATA_RANGE)
+
+
+@dataclass
+class Outputs:
+    """Model outputs of one row on one set (kept for plots), with the time they took."""
+
+    spec: RowSpec
+    images: np.ndarray
+    seconds: float
+
+
+def produce_outputs(
+    tiles: TileSet,
+    task: str,
+    models: dict[EntryKey, LoadedModel],
+    specs: dict[EntryKey, list[RowSpec]],
+    seed: int,
+    batch: int,
+    include_classical: bool = True,
+    bar: Any = None,
+) -> Iterator[Outputs]:
+    """Run the classical baseline and every model row on a tile set, one row at a time (so a
+    caller can score a row and drop its images before the next: 2000 tiles are 131 MB a row).
+
+    Args:
+        tiles: the inputs.
+        task: the task (for the classical baseline).
+        models: loaded entries.
+        specs: per entry, the rows (step counts) to run.
+        seed: noise seed (see the module docstring).
+        batch: tiles per network call.
+        include_classical: add the classical row first.
+        bar: a tqdm bar advanced by one per image and row.
+
+    Yields:
+        One `Outputs` per row, the classical one first.
+    """
+    if include_classical:
+        start = time.perf_counter()
+        images = run_classical(tiles.degraded, task)
+        if bar is not None:
+            bar.update(len(tiles))
+        yield Outputs(RowSpec("classical"), images, time.perf_counter() - start)
+    noise = sample_noise(tiles.indices, tiles.degraded.shape[1:], seed)
+    for key, model in models.items():
+        for spec in specs[key]:
+            if bar is not None:
+                bar.set_postfix_str(f"{tiles.name}: {spec.model} {spec.steps_cell}")
+            done = [0]
+
+            def tick(n: int, done: list[int] = done) -> None:
+                if bar is not None:
+                    bar.update(n - done[0])
+                done[0] = n
+
+            start = time.perf_counter()
+            images = run_model(model, tiles.degraded, spec.steps, noise, batch, tick)
+            yield Outputs(spec, images, time.perf_counter() - start)
+
+
+def score_set(
+    tiles: TileSet, outputs: Iterable[Outputs], keep: int = 0
+) -> tuple[list[ScoredRow], list[Outputs]]:
+    """Score the input row and every output row of a synthetic set against its clean tiles.
+
+    Args:
+        tiles: the set (with clean targets).
+        outputs: the rows' outputs, e.g. from `produce_outputs`.
+        keep: how many images of each row's outputs to return (for example grids).
+
+    Returns:
+        (scored rows, the input row first; the outputs with their first `keep` images).
+    """
+    assert tiles.clean is not None, "synthetic sets carry clean targets"
+    rows = [ScoredRow(RowSpec("input"), *score(tiles.degraded, tiles.clean))]
+    kept = []
+    for out in outputs:
+        psnr, ssim = score(out.images, tiles.clean)
+        rows.append(ScoredRow(out.spec, psnr, ssim, out.seconds / max(len(tiles), 1)))
+        kept.append(Outputs(out.spec, out.images[:keep].copy(), out.seconds))
+    return rows, kept
+
+
+def best_rows(rows: Sequence[ScoredRow], metric: str = "ssim") -> list[ScoredRow]:
+    """Per model, the row (step count) with the highest mean `metric`; other rows kept once."""
+    best: dict[tuple[str, str], ScoredRow] = {}
+    for row in rows:
+        key = (row.spec.family, row.spec.size)
+        if key not in best or row.mean(metric) > best[key].mean(metric):
+            best[key] = row
+    return list(best.values())
+
+
+_FAMILY_RANK = {"input": 0, "classical": 1, "ae": 2, "ddim": 3, "ddim-fft": 3, "fm": 5}
+
+
+def paper_order_key(spec: RowSpec) -> tuple[int, int, bool]:
+    """The paper's row order: input, classical, autoencoder, DDIM small, DDIM large (FFT after
+    plain at each step count), FM small, FM large; bounds last; step counts ascending."""
+    rank = 9 if spec.family == "pristine" else _FAMILY_RANK.get(spec.family, 8)
+    rank += int(spec.size == "large" and spec.family not in ("ae",))
+    return rank, spec.steps, spec.family == "ddim-fft"
+
+
+def in_paper_order(rows: Sequence[Any]) -> list[Any]:
+    """Rows (anything with a `.spec`) sorted by `paper_order_key`."""
+    return sorted(rows, key=lambda r: paper_order_key(r.spec))

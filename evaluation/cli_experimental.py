@@ -1,0 +1,524 @@
+"""`python -m evaluation experimental`: KID / CMMD on real scans (Tables IV, VII, X, XII, XIII).
+
+Each model's outputs on real degraded scans (restore) or low-resolution scans (SR) are compared
+with real pristine (high-resolution) scans through KID (FID InceptionV3 features) and CMMD (CLIP
+ViT-L/14-336 embeddings). Missing weights make a metric "not computed (...)", never a number from
+another model.
+
+Tiles, not whole scans: each scan is plane-levelled, resampled to the models' pixel size (SR
+inputs: measured lines at k times the model's line pitch, then repeated k times along the slow axis
+as in training step 7), cut into non-overlapping 128x128 tiles, each min/max-normalised to [-1, 1]
+(step 9). Models run on those tiles exactly as on the synthetic test tiles, and the features are
+computed on the same tiles. This matches what the models were trained on and what the paper
+compares (128x128 images), costs no blending and keeps every set on the same footing; the
+whole-scan path (`stm_zoo.inference.restore`, overlapping tiles blended) gives the same pixels
+away from tile borders.
+
+Bounds rows: the pristine scans split into two halves by scan (lower bound) and the degraded input
+itself against the pristine tiles (upper bound); for SR the high-resolution and low-resolution
+scans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluation.benchmarks import (
+    PAPER_EXPERIMENTAL,
+    TILE_PX,
+    Cell,
+    Outputs,
+    RowSpec,
+    Table,
+    TileSet,
+    available_entries,
+    in_paper_order,
+    load_entries,
+    models_device,
+    normalise_tiles,
+    paper_value,
+    produce_outputs,
+    row_name,
+    row_specs,
+    write_json,
+    write_tables,
+)
+from stm_zoo.errors import StmZooError
+from stm_zoo.zoo import SR_FACTOR, TASKS, zoo_dir
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------------
+# Experimental evaluation
+
+
+def scan_tiles(
+    scan: Any, model_pixel_size_nm: float, factor: int = 1, tile: int = TILE_PX
+) -> np.ndarray:
+    """Cut a real scan into model-ready tiles (see the module docstring).
+
+    Args:
+        scan: a `stm_zoo.io.Scan`.
+        model_pixel_size_nm: the models' pixel pitch.
+        factor: 1 for a full-resolution scan; k for a low-resolution SR input whose lines are k
+            model pixels apart (they are repeated k times, as in training). A file without a
+            physical size (png, tiff, npy) is taken to have the models' pitch along x and lines k
+            pitches apart.
+        tile: tile edge in model pixels.
+
+    Returns:
+        (n, tile, tile) float32 tiles in [-1, 1], row-major over the scan; (0, tile, tile) when the
+        scan is smaller than one tile.
+    """
+    from stm_zoo.preprocess import prepare
+
+    if scan.pixel_size_assumed:
+        # No physical size in the file (png, tiff, npy): assume the models' pitch along x and,
+        # for a low-resolution SR input, lines `factor` times as far apart.
+        h, w = scan.shape
+        pitch_m = model_pixel_size_nm * 1e-9
+        scan = scan.replace(scan_size_m=(w * pitch_m, h * pitch_m * factor))
+    scan = scan.crop_valid()
+    px_x_nm, px_y_nm = (p * 1e9 for p in scan.pixel_size_m)
+    image, _ = prepare(
+        scan.data,
+        (px_x_nm, px_y_nm),
+        (model_pixel_size_nm, model_pixel_size_nm * factor),
+        level_degree=1,
+    )
+    image = np.repeat(image, factor, axis=0)
+    rows, cols = image.shape[0] // tile, image.shape[1] // tile
+    tiles = [
+        image[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile]
+        for r in range(rows)
+        for c in range(cols)
+    ]
+    if not tiles:
+        return np.zeros((0, tile, tile), dtype=np.float32)
+    return normalise_tiles(np.stack(tiles))
+
+
+def load_scan_folder(folder: Path) -> list[Any]:
+    """Every readable scan in a folder (sorted; recursive), forward Z channel."""
+    from stm_zoo.io import load_scan
+    from stm_zoo.restore_cli import collect_inputs
+
+    if not Path(folder).is_dir():
+        raise StmZooError(f"{folder} is not a folder: pass a folder of scan files.")
+    scans = []
+    for path in collect_inputs([Path(folder)]):
+        try:
+            scans.append(load_scan(path, channel="Z", direction="forward"))
+        except StmZooError as error:
+            logger.warning("skipping %s: %s", path.name, error)
+    if not scans:
+        raise StmZooError(
+            f"No readable scan in {folder}; put .sxm, MATRIX, .gwy, image or .npy files there."
+        )
+    return scans
+
+
+def folder_tiles(
+    folder: Path, model_pixel_size_nm: float, factor: int = 1, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tiles of every scan in a folder and, per tile, the index of its scan.
+
+    Returns:
+        ((n, 128, 128) float32 tiles in [-1, 1], (n,) int scan indices).
+    """
+    tiles, owners = [], []
+    for k, scan in enumerate(load_scan_folder(folder)):
+        cut = scan_tiles(scan, model_pixel_size_nm, factor)
+        if len(cut) == 0:
+            logger.warning("%s is smaller than one %d px tile; skipped", scan.describe(), TILE_PX)
+        tiles.append(cut)
+        owners.append(np.full(len(cut), k))
+    all_tiles = np.concatenate(tiles)[:limit]
+    all_owners = np.concatenate(owners)[:limit]
+    if len(all_tiles) < 2:
+        raise StmZooError(
+            f"{folder} yields {len(all_tiles)} tile(s) of {TILE_PX}x{TILE_PX} px; KID needs at "
+            "least 2: add scans or larger scans."
+        )
+    return all_tiles, all_owners
+
+
+def halves(owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split tile indices into two halves by scan (alternating scans) so that no scan is in both;
+    by tile when there is a single scan."""
+    scans = np.unique(owners)
+    by_scan = len(scans) >= 2
+    first = np.isin(owners, scans[::2]) if by_scan else np.arange(len(owners)) % 2 == 0
+    return np.flatnonzero(first), np.flatnonzero(~first)
+
+
+@dataclass
+class DistanceRow:
+    """KID / CMMD of one row against the pristine tiles.
+
+    Attributes:
+        spec: which row.
+        kid: mean KID over subsets (None: not computed, see `ExperimentalResult.kid_space`).
+        kid_std: its std over subsets.
+        cmmd: CMMD (None: not computed, see `ExperimentalResult.cmmd_space`).
+        n: images in the compared set.
+        seconds_per_image: time to produce the outputs per tile.
+    """
+
+    spec: RowSpec
+    kid: float | None
+    kid_std: float | None
+    cmmd: float | None
+    n: int
+    seconds_per_image: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.spec.to_dict(),
+            "model": self.spec.model,
+            "kid": self.kid,
+            "kid_std": self.kid_std,
+            "cmmd": self.cmmd,
+            "n": self.n,
+            "seconds_per_image": self.seconds_per_image,
+        }
+
+
+@dataclass
+class FeatureSpace:
+    """One feature extractor (Inception for KID, CLIP for CMMD), or why it is unavailable."""
+
+    name: str
+    embed: Callable[[np.ndarray], np.ndarray] | None
+    unavailable: str = ""  # the "not computed (...)" message
+    short: str = ""  # the table cell, e.g. "not computed (CLIP ViT-L/14-336 weights unavailable)"
+
+
+def feature_spaces(
+    inception: str | None = None, clip: str | None = None, device: str = "cpu"
+) -> tuple[FeatureSpace, FeatureSpace]:
+    """Load the Inception (KID) and CLIP (CMMD) extractors; missing weights are reported, not
+    raised."""
+    from evaluation.features import (
+        WeightsUnavailable,
+        clip_embeddings,
+        inception_features,
+        load_clip,
+        load_inception,
+    )
+
+    spaces = []
+    for name, load, embed in (
+        ("KID", lambda: load_inception(inception, device), inception_features),
+        ("CMMD", lambda: load_clip(clip, device), clip_embeddings),
+    ):
+        try:
+            model = load()
+        except WeightsUnavailable as error:
+            short = f"not computed ({error.which} weights unavailable)"
+            spaces.append(FeatureSpace(name, None, str(error), short))
+            continue
+        spaces.append(FeatureSpace(name, lambda x, m=model, e=embed: e(x, m)))  # type: ignore[misc]
+    return spaces[0], spaces[1]
+
+
+@dataclass
+class ExperimentalResult:
+    """Everything `evaluate_experimental` measured.
+
+    Attributes:
+        task: "restore", "sr2" or "sr4".
+        rows: input (upper bound), classical, every model x steps, pristine halves (lower bound).
+        kid_space, cmmd_space: the feature extractors, or why they were unavailable.
+        settings: how the run was made.
+        outputs: the first tiles of each row's outputs (for the example grid).
+        degraded, pristine: the first input and pristine tiles (same purpose).
+    """
+
+    task: str
+    rows: list[DistanceRow]
+    kid_space: FeatureSpace
+    cmmd_space: FeatureSpace
+    settings: dict[str, Any]
+    outputs: list[Outputs]
+    degraded: np.ndarray
+    pristine: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "settings": self.settings,
+            "kid_not_computed": self.kid_space.unavailable,
+            "cmmd_not_computed": self.cmmd_space.unavailable,
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+
+def evaluate_experimental(
+    zoo: Path,
+    degraded_dir: Path,
+    pristine_dir: Path,
+    task: str,
+    steps: Sequence[int] = (2, 5, 10),
+    limit: int | None = None,
+    batch: int = 16,
+    device: str = "auto",
+    dtype: str = "float32",
+    seed: int = 0,
+    only: Iterable[str] | None = None,
+    inception: str | None = None,
+    clip: str | None = None,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    examples: int = 4,
+) -> ExperimentalResult:
+    """KID and CMMD of each model's outputs on real degraded scans against real pristine ones.
+
+    Args:
+        zoo: zoo root folder.
+        degraded_dir: real degraded scans (restore) or low-resolution scans (SR: lines k times
+            sparser than the model's pixel pitch).
+        pristine_dir: real pristine (restore) or high-resolution (SR) scans.
+        task: "restore", "sr2" or "sr4".
+        steps: sampler step counts.
+        limit: at most this many tiles per folder.
+        batch, device, dtype, seed, only: as in `evaluate_synthetic`.
+        inception: FID Inception weights file (default: the search in `evaluation.features`).
+        clip: CLIP model directory or cached repo id (default: ViT-L/14-336 from the HF cache).
+        kid_subsets, kid_subset_size: KID subsets (subset size capped by the smaller set).
+        examples: tiles of each set kept for the example grid.
+
+    Returns:
+        Rows: the input (upper bound), classical, every model x steps, pristine halves (lower
+        bound).
+    """
+    from tqdm import tqdm
+
+    from evaluation.metrics import cmmd, kid
+    from stm_zoo.zoo import DEFAULT_PIXEL_SIZE_NM
+
+    factor = SR_FACTOR[task]
+    keys = available_entries(task, zoo, only)
+    models = load_entries(keys, zoo, device, dtype)
+    specs = {key: row_specs(key, steps) for key in keys}
+    pixel_nm = next(iter(models.values())).config.pixel_size_nm if models else DEFAULT_PIXEL_SIZE_NM
+    degraded, _ = folder_tiles(degraded_dir, pixel_nm, factor, limit)
+    pristine, owners = folder_tiles(pristine_dir, pixel_nm, 1, limit)
+    inputs = TileSet("experimental", None, degraded, np.arange(len(degraded)))
+    kid_space, cmmd_space = feature_spaces(inception, clip, models_device(models, device))
+    first, second = halves(owners)
+    # Pristine features once: every row is compared with them.
+    reference = {s.name: s.embed(pristine) for s in (kid_space, cmmd_space) if s.embed}
+
+    def compare(spec: RowSpec, images: np.ndarray | None, seconds: float = 0.0) -> DistanceRow:
+        """`images` against all pristine tiles; None: pristine half against pristine half."""
+        values: dict[str, Any] = {"kid": None, "kid_std": None, "cmmd": None}
+        for space in (kid_space, cmmd_space):
+            if space.embed is None:
+                continue
+            ref = reference[space.name]
+            feats, ref = (ref[first], ref[second]) if images is None else (space.embed(images), ref)
+            if space.name == "KID":
+                result = kid(feats, ref, kid_subsets, kid_subset_size, seed)
+                values["kid"], values["kid_std"] = result.mean, result.std
+            else:
+                values["cmmd"] = cmmd(feats, ref)
+        n = len(first) if images is None else len(images)
+        return DistanceRow(spec, values["kid"], values["kid_std"], values["cmmd"], n, seconds)
+
+    rows = [compare(RowSpec("input"), degraded)]
+    kept = []
+    total = len(degraded) * (1 + sum(len(s) for s in specs.values()))
+    with tqdm(total=total, desc=f"experimental {task}", unit="tile", disable=None) as bar:
+        for out in produce_outputs(inputs, task, models, specs, seed, batch, bar=bar):
+            rows.append(compare(out.spec, out.images, out.seconds / len(degraded)))
+            kept.append(Outputs(out.spec, out.images[:examples].copy(), out.seconds))
+    rows.append(compare(RowSpec("pristine"), None))
+    settings = {
+        "zoo": str(zoo),
+        "degraded": str(degraded_dir),
+        "pristine": str(pristine_dir),
+        "degraded_tiles": len(degraded),
+        "pristine_tiles": len(pristine),
+        "pristine_halves": [len(first), len(second)],
+        "limit": limit,
+        "seed": seed,
+        "steps": list(steps),
+        "kid_subsets": kid_subsets,
+        "kid_subset_size": kid_subset_size,
+        "dtype": dtype,
+        "entries": {f"{k.family}-{k.size}": models[k].source for k in keys},
+    }
+    return ExperimentalResult(
+        task, rows, kid_space, cmmd_space, settings, kept, degraded[:examples], pristine[:examples]
+    )
+
+
+def experimental_tables(result: ExperimentalResult) -> list[Table]:
+    """Table X (restore) / XII + XIII (SR) with every step count, and IV / VII (best by KID)."""
+    task = result.task
+    restore = task == "restore"
+    factor = "" if restore else f" (x{SR_FACTOR[task]})"
+    kid_cell_missing = result.kid_space.short
+    cmmd_cell_missing = result.cmmd_space.short
+
+    def cells(rows: Sequence[DistanceRow]) -> list[list[Cell]]:
+        out = []
+        for row in rows:
+            out.append(
+                [
+                    row_name(row.spec, task, experimental=True),
+                    row.spec.steps_cell,
+                    row.n,
+                    row.kid if row.kid is not None else kid_cell_missing,
+                    row.kid_std,
+                    paper_value(PAPER_EXPERIMENTAL, task, row.spec, "kid"),
+                    row.cmmd if row.cmmd is not None else cmmd_cell_missing,
+                    paper_value(PAPER_EXPERIMENTAL, task, row.spec, "cmmd"),
+                ]
+            )
+        return out
+
+    columns = ["Model", "Steps", "n", f"KID{factor}", "KID std", "paper KID"]
+    columns += [f"CMMD{factor}", "paper CMMD"]
+    formats = ["", "", "", ".4f", ".4f", ".4f", ".3f", ".3f"]
+    s = result.settings
+    notes = [
+        f"{s['degraded_tiles']} input tiles and {s['pristine_tiles']} pristine tiles of 128x128 px "
+        "(plane-levelled, at the models' pixel size, each normalised to [-1, 1]); every row is "
+        "compared with all pristine tiles except the lower bound, which compares the two halves "
+        f"({s['pristine_halves'][0]} / {s['pristine_halves'][1]} tiles, split by scan). KID: "
+        f"{s['kid_subsets']} subsets of min({s['kid_subset_size']}, set sizes); CMMD x1000, "
+        "sigma = 10.",
+    ]
+    notes += [sp.unavailable for sp in (result.kid_space, result.cmmd_space) if sp.unavailable]
+    ordered = in_paper_order(result.rows)
+    models = [r for r in ordered if r.spec.learned]
+    fixed = [r for r in ordered if not r.spec.learned]
+    best: dict[tuple[str, str], DistanceRow] = {}
+    for row in models:
+        k = (row.spec.family, row.spec.size)
+        if row.kid is not None and (k not in best or row.kid < best[k].kid):  # type: ignore[operator]
+            best[k] = row
+        best.setdefault(k, row)
+    summary = in_paper_order(fixed + list(best.values()))
+    full_name, best_name = ("X", "IV") if restore else ("XII-XIII", "VII")
+    return [
+        Table(
+            f"table_{full_name}_{task}",
+            f"Table {full_name} ({task}): KID and CMMD on the experimental set{factor}",
+            columns,
+            cells(ordered),
+            formats,
+            notes,
+        ),
+        Table(
+            f"table_{best_name}_{task}",
+            f"Table {best_name} ({task}): each model at its best step count (by KID){factor}",
+            columns,
+            cells(summary),
+            formats,
+            notes[:1],
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of `python -m evaluation experimental`."""
+    parser.add_argument(
+        "--degraded",
+        type=Path,
+        required=True,
+        help="folder of real degraded scans (SR: low-resolution scans)",
+    )
+    parser.add_argument(
+        "--pristine",
+        type=Path,
+        required=True,
+        help="folder of real pristine scans (SR: high-resolution scans)",
+    )
+    parser.add_argument("--task", choices=TASKS, required=True)
+    parser.add_argument("--zoo", type=Path, default=None, help="zoo folder (default: STM_ZOO_DIR)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--steps", type=int, nargs="+", default=[2, 5, 10], help="sampler step counts"
+    )
+    parser.add_argument("--limit", type=int, default=None, help="at most N tiles per folder")
+    parser.add_argument("--batch", type=int, default=16, help="tiles per network call")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--seed", type=int, default=0, help="noise and KID subset seed")
+    parser.add_argument(
+        "--models", nargs="+", default=None, metavar="FAMILY-SIZE",
+        help="only these entries, e.g. fm-small ae-large (default: every available one)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--inception", default=None, help="FID InceptionV3 weights file (default: search)"
+    )
+    parser.add_argument(
+        "--clip",
+        default=None,
+        help="CLIP model directory or cached repo id (default: ViT-L/14-336)",
+    )
+    parser.add_argument("--kid-subsets", type=int, default=100, help="KID subsets")
+    parser.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, write tables, JSON and the example grid; print the tables."""
+    from evaluation.plots import example_grid
+
+    for name in ("limit", "batch", "kid_subsets"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise StmZooError(f"--{name.replace('_', '-')} must be at least 1, got {value}.")
+    zoo = args.zoo or zoo_dir()
+    result = evaluate_experimental(
+        zoo,
+        args.degraded,
+        args.pristine,
+        args.task,
+        steps=args.steps,
+        limit=args.limit,
+        batch=args.batch,
+        device=args.device,
+        dtype=args.dtype,
+        seed=args.seed,
+        only=args.models,
+        inception=args.inception,
+        clip=args.clip,
+        kid_subsets=args.kid_subsets,
+        kid_subset_size=args.kid_subset_size,
+    )
+    tables = experimental_tables(result)
+    command = (
+        f"python -m evaluation experimental --degraded {args.degraded} --pristine {args.pristine} "
+        f"--task {args.task} --zoo {zoo} --out {args.out} --steps "
+        + " ".join(str(s) for s in args.steps)
+        + (f" --limit {args.limit}" if args.limit else "")
+    )
+    heading = f"Experimental evaluation: {args.task}\n\nRe-run: `{command}`"
+    md = write_tables(args.out, f"experimental_{args.task}", heading, tables)
+    raw = write_json(
+        args.out / f"experimental_{args.task}.json", {**result.to_dict(), "command": command}
+    )
+    columns = [(row_name(RowSpec("input"), args.task), result.degraded)]
+    columns += [(o.spec.model + (f" ({o.spec.steps})" if o.spec.learned else ""), o.images)
+                for o in in_paper_order(result.outputs)]  # fmt: skip
+    grid = example_grid(args.out / f"experimental_examples_{args.task}.png", columns, 4)
+    for table in tables:
+        print(table.markdown(), end="\n\n")
+    print(f"wrote {md}, {raw.name}, {grid.name} and the CSV tables")
+    return 0

@@ -1,0 +1,107 @@
+"""The restoration families and the registry that training and inference use to find them.
+
+`get_method(family)` returns a `Method`: its objective (`loss`), its sampler (`sample`), whether
+sampling starts from noise, and which network a (family, size) uses. One module per family holds
+the plain functions: `flow_matching`, `ddim` (DDIM and DDIM + FFT), `autoencoder`; the non-learned
+`classical` baseline lives in `stm_zoo.methods.classical`.
+
+Importing this package imports neither torch nor the family modules (they load on the first
+`get_method`), so `stm_zoo.methods.classical` stays a light numpy import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+from stm_zoo.errors import StmZooError
+
+if TYPE_CHECKING:
+    import torch
+
+    from stm_zoo.nn import UNetConfig
+
+LossFn = Callable[..., "torch.Tensor"]
+"""`loss(net, x0, cond, generator) -> scalar`; x0, cond (B, 1, H, W) in [-1, 1]."""
+
+SampleFn = Callable[..., "torch.Tensor"]
+"""`sample(net, cond, steps, noise) -> (B, 1, H, W)` float32 restored images."""
+
+LEARNED_FAMILIES: tuple[str, ...] = ("fm", "ddim", "ddim-fft", "ae")
+"""The families with a network, in the paper's order."""
+
+FAMILIES: tuple[str, ...] = (*LEARNED_FAMILIES, "classical")
+"""Every family name, the non-learned `classical` baseline included."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One learned family.
+
+    Attributes:
+        name: the family name ("fm", "ddim", "ddim-fft", "ae").
+        loss: the training objective, loss(net, x0, cond, generator).
+        sample: the sampler, sample(net, cond, steps, noise); noise (B, 1, H, W) standard normal
+            shaped like cond (ignored when `uses_noise` is False, and so is steps).
+        uses_noise: whether sampling starts from noise (False: one deterministic forward pass).
+        sizes: the network sizes the family comes in (the paper's Table I).
+        time_scale: `UNetConfig.time_scale` of its networks; None for no time conditioning.
+    """
+
+    name: str
+    loss: LossFn
+    sample: SampleFn
+    uses_noise: bool
+    sizes: tuple[str, ...]
+    time_scale: float | None
+
+    def network_config(self, size: str) -> UNetConfig:
+        """The network preset a zoo entry of this family and size uses.
+
+        Raises:
+            StmZooError: a size the family does not come in.
+        """
+        if size not in self.sizes:
+            raise StmZooError(
+                f"Family {self.name!r} comes in size {' or '.join(self.sizes)} only "
+                f"(paper Table I), not {size!r}: choose --size {self.sizes[0]}."
+            )
+        from stm_zoo.nn import UNetConfig
+
+        if self.time_scale is None:
+            return UNetConfig.autoencoder()
+        preset = UNetConfig.small if size == "small" else UNetConfig.large
+        return preset(time_scale=self.time_scale)
+
+
+@cache
+def _methods() -> dict[str, Method]:
+    from stm_zoo.methods import autoencoder, ddim, flow_matching
+
+    both = ("small", "large")
+    fm_scale = flow_matching.FM_TIME_SCALE
+    methods = [
+        Method("fm", flow_matching.loss, flow_matching.sample, True, both, fm_scale),
+        Method("ddim", ddim.loss, ddim.sample, True, both, 1.0),
+        Method("ddim-fft", ddim.loss_fft, ddim.sample, True, ("large",), 1.0),
+        Method("ae", autoencoder.loss, autoencoder.sample, False, ("large",), None),
+    ]
+    return {method.name: method for method in methods}
+
+
+def get_method(family: str) -> Method:
+    """The learned family called `family`.
+
+    Raises:
+        StmZooError: for "classical" (not a learned method) and for unknown names.
+    """
+    if family == "classical":
+        raise StmZooError(
+            "The classical family has no network or sampler: call "
+            "stm_zoo.methods.classical.classical_restore(image, task) instead."
+        )
+    if family not in LEARNED_FAMILIES:
+        raise StmZooError(f"Unknown model family {family!r}: choose one of {', '.join(FAMILIES)}.")
+    return _methods()[family]
