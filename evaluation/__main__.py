@@ -7,7 +7,7 @@ import sys
 
 # Before torch loads OpenMP: threads that spin-wait between parallel regions (the default) run
 # small networks many times slower when other processes share the cores (measured 20x on a 2-core
-# machine under load, docs/benchmarks_inference.md). An explicit setting in the environment wins.
+# machine under load, docs/benchmarks.md). An explicit setting in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from stm_zoo.cli_common import dispatch  # noqa: E402
