@@ -297,9 +297,13 @@ def _download_entry(key: EntryKey, repo_id: str) -> Path:
             local_files_only=offline,
         )
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = "offline and not in the local Hub cache" if offline else type(error).__name__
         raise ModelNotFoundError(_missing_message(key, repo_id, reason)) from None
-    return Path(root) / key.subdir
+    folder = Path(root) / key.subdir
+    if not ((folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file()):
+        where = "the local Hub cache" if offline else "the Hub repo"
+        raise ModelNotFoundError(_missing_message(key, repo_id, f"not in {where}"))
+    return folder
 
 
 def _missing_message(key: EntryKey, repo_id: str, reason: str) -> str:
