@@ -34,7 +34,7 @@ class UNetConfig:
         in_channels: channels stacked at the input: 1 (noisy image) + 1 (degraded image) for the
             generative families, 1 (degraded image only) for the autoencoder.
         out_channels: predicted channels (1: velocity, noise or clean image).
-        channels: feature width per resolution level; level i runs at H / 2**i.
+        channels: feature width per resolution level; level i runs at H / (patch_size * 2**i).
         blocks_per_level: residual blocks per level in the encoder (the decoder mirrors it).
             The presets put most blocks at the coarsest level, where a block costs a 16th of the
             compute it costs at full resolution for the same parameter count.

@@ -58,9 +58,10 @@ def test_presets_match_the_paper_description():
     assert UNet(large).attn is not None and UNet(small).attn is None
 
 
+@pytest.mark.parametrize("patch_size", [1, 2])
 @pytest.mark.parametrize(("batch", "h", "w"), [(1, 16, 16), (3, 8, 24), (2, 32, 20)])
-def test_forward_shapes_tiny(batch, h, w):
-    net = randomised(TINY)
+def test_forward_shapes_tiny(batch, h, w, patch_size):
+    net = randomised(UNetConfig(**{**TINY.to_dict(), "patch_size": patch_size}))
     x, cond = torch.randn(batch, 1, h, w), torch.randn(batch, 1, h, w)
     out = net(x, torch.rand(batch), cond)
     assert out.shape == (batch, 1, h, w) and out.dtype == torch.float32
@@ -80,6 +81,18 @@ def test_untrained_network_predicts_zero():
     net = UNet(TINY)
     out = net(torch.randn(2, 1, 8, 8), torch.rand(2), torch.randn(2, 1, 8, 8))
     assert torch.count_nonzero(out) == 0
+
+
+def test_patch_stem_is_lossless_and_checks_sizes():
+    # A pixel-unshuffle then pixel-shuffle is the identity: the stem loses no pixel.
+    x = torch.randn(2, 3, 8, 12)
+    folded = torch.nn.functional.pixel_unshuffle(x, 2)
+    assert torch.equal(torch.nn.functional.pixel_shuffle(folded, 2), x)
+    net = UNet(UNetConfig(**{**TINY.to_dict(), "patch_size": 2}))
+    with pytest.raises(ValueError, match="multiples of 4"):
+        net(torch.randn(1, 1, 6, 8), torch.rand(1), torch.randn(1, 1, 6, 8))
+    with pytest.raises(ValueError, match="patch_size"):
+        UNetConfig(patch_size=0)
 
 
 def test_inputs_are_checked():

@@ -1,0 +1,254 @@
+"""Training throughput of every zoo network, and our training step against a plain PyTorch loop.
+
+    python scripts/bench_train.py [--batch 16] [--rounds 4] [--device cpu] [--threads N]
+                                  [--models fm-small,ddim-small,...] [--no-variants] [--no-loop]
+
+Prints markdown tables (samples/s = batch / median seconds per step, 128x128 tiles):
+1. every network (fm / ddim small and large, ddim-fft large, ae large) with our `train_step`
+   (fused AdamW, gradient clipping, warm-up/cosine schedule, EMA) against a plain loop on the
+   same network and batch (the family's loss, backward, default AdamW, no EMA/clip/autocast);
+2. for the small flow-matching network: bf16 autocast, channels_last, both, and torch.compile;
+3. the whole `training.train.train` loop (shard reading, DataLoader, logging) on a small
+   synthetic dataset, from its CSV log.
+Variants of one table are timed in interleaved rounds and reported as medians, so that load from
+other processes on a shared machine affects them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from stm_zoo.methods import get_method  # noqa: E402
+from training import train as tr  # noqa: E402
+from training.configs import TrainConfig  # noqa: E402
+
+ALL_MODELS = ("fm-small", "ddim-small", "fm-large", "ddim-large", "ddim-fft-large", "ae-large")
+
+
+@dataclasses.dataclass
+class Case:
+    """One timed configuration: a closure that runs one training step."""
+
+    label: str
+    step: Callable[[], None]
+    times: list[float] = dataclasses.field(default_factory=list)
+
+    def seconds(self) -> float:
+        return statistics.median(self.times)
+
+
+def _entry(name: str) -> tuple[str, str]:
+    family, size = name.rsplit("-", 1)
+    return family, size
+
+
+def _inputs(batch: int, device: torch.device, channels_last: bool = False):
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.rand(batch, 1, 128, 128, generator=generator) * 2 - 1
+    degraded = (clean + 0.1 * torch.randn(clean.shape, generator=generator)).clamp(-1, 1)
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    return (t.to(device).contiguous(memory_format=memory) for t in (clean, degraded))
+
+
+def ours(
+    name: str,
+    batch: int,
+    device: torch.device,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile_net: bool = False,
+) -> Callable[[], None]:
+    """Our training step (`training.train.train_step`) for one network."""
+    family, size = _entry(name)
+    config = TrainConfig(
+        task="restore",
+        family=family,
+        size=size,
+        batch=batch,
+        precision=precision,
+        channels_last=channels_last,
+    )
+    state = tr.TrainState.create(config, device, tr.Distributed())
+    method = get_method(family)
+    dtype = tr.autocast_dtype(precision, device)
+    net = torch.compile(state.model) if compile_net else state.model
+    clean, degraded = _inputs(batch, device, channels_last)
+
+    def step() -> None:
+        tr.train_step(net, state, method, clean, degraded, config.grad_clip, dtype)
+
+    return step
+
+
+def plain(name: str, batch: int, device: torch.device) -> Callable[[], None]:
+    """The baseline: the same network and loss, backward, default AdamW, nothing else."""
+    family, size = _entry(name)
+    config = TrainConfig(task="restore", family=family, size=size, batch=batch)
+    model = tr.build_network(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    method = get_method(family)
+    generator = torch.Generator(device=device).manual_seed(0)
+    clean, degraded = _inputs(batch, device)
+
+    def step() -> None:
+        loss = method.loss(model, clean, degraded, generator)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(cases: list[Case], rounds: int, warmup: int, device: torch.device) -> None:
+    """Warm every case up, then time one step of each case per round, interleaved."""
+    for case in cases:
+        for _ in range(warmup):
+            case.step()
+    _sync(device)
+    for _ in range(rounds):
+        for case in cases:
+            start = time.perf_counter()
+            case.step()
+            _sync(device)
+            case.times.append(time.perf_counter() - start)
+
+
+def whole_loop(batch: int, device: str, steps: int) -> float:
+    """Median samples/s of `training.train.train` (fm-small) from its CSV, first row skipped."""
+    from training.datasets import build_dataset, simulate_sources
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        sources = simulate_sources(3, seed=0, size_px=256, workers=1)
+        build_dataset(
+            sources, "restore", data, n_train=batch * 4, n_val=2, n_test=0, seed=0, workers=1
+        )
+        config = TrainConfig(
+            task="restore",
+            family="fm",
+            size="small",
+            steps=steps,
+            batch=batch,
+            val_every=0,
+            val_samples=2,
+            val_steps=(1,),
+            log_every=1,
+            checkpoint_every=10**6,
+            num_workers=1,
+        )
+        result = tr.train(
+            config,
+            data,
+            Path(tmp) / "zoo",
+            run_dir=Path(tmp) / "run",
+            progress=False,
+            device=device,
+        )
+        with open(result.run_dir / tr.LOG_NAME, newline="") as f:
+            rates = [float(row["samples_per_s"]) for row in csv.DictReader(f)][1:]
+    return statistics.median(rates)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=4, help="timed steps per case")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per case")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--models", default=",".join(ALL_MODELS))
+    parser.add_argument("--no-variants", action="store_true", help="skip bf16/channels_last/...")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile case")
+    parser.add_argument("--no-loop", action="store_true", help="skip the whole-loop measurement")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"batch {args.batch}, {args.rounds} timed rounds; load average at start {load:.1f} "
+        f"on {os.cpu_count()} CPUs\n"
+    )
+
+    print("| model | params (M) | ours (samples/s) | plain fp32 loop (samples/s) | ours / plain |")
+    print("|---|---|---|---|---|")
+    for name in args.models.split(","):
+        family, size = _entry(name)
+        params = (
+            sum(
+                p.numel()
+                for p in tr.build_network(
+                    TrainConfig(task="restore", family=family, size=size)
+                ).parameters()
+            )
+            / 1e6
+        )
+        cases = [
+            Case("ours", ours(name, args.batch, device)),
+            Case("plain", plain(name, args.batch, device)),
+        ]
+        measure(cases, args.rounds, args.warmup, device)
+        a, b = (args.batch / c.seconds() for c in cases)
+        print(f"| {name} | {params:.2f} | {a:.2f} | {b:.2f} | {a / b:.0%} |", flush=True)
+
+    if not args.no_variants:
+        name = "fm-small"
+        precision_bf16 = "bf16"
+        variants = [
+            Case("plain fp32 loop", plain(name, args.batch, device)),
+            Case("ours fp32", ours(name, args.batch, device)),
+            Case("ours bf16 autocast", ours(name, args.batch, device, precision_bf16)),
+            Case("ours channels_last", ours(name, args.batch, device, channels_last=True)),
+            Case(
+                "ours bf16 + channels_last",
+                ours(name, args.batch, device, precision_bf16, channels_last=True),
+            ),
+        ]
+        if not args.no_compile:
+            variants.append(
+                Case("ours torch.compile", ours(name, args.batch, device, compile_net=True))
+            )
+        try:
+            measure(variants, args.rounds, max(args.warmup, 2), device)
+        except Exception as error:  # noqa: BLE001 - report a failed compile, keep the rest
+            print(f"\n(variant measurement failed: {type(error).__name__}: {error})")
+            variants = [v for v in variants if len(v.times) == args.rounds]
+        base = args.batch / variants[0].seconds()
+        print(f"\n| {name} variant | samples/s | vs plain fp32 loop |")
+        print("|---|---|---|")
+        for case in variants:
+            rate = args.batch / case.seconds()
+            print(f"| {case.label} | {rate:.2f} | {rate / base:.0%} |", flush=True)
+
+    if not args.no_loop:
+        rate = whole_loop(args.batch, args.device, steps=args.rounds + 2)
+        print(
+            f"\nwhole `train()` loop, fm-small (shards, DataLoader, logging): {rate:.2f} "
+            "samples/s (median over logged steps, first step excluded)"
+        )
+    end_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\nload average at end {end_load:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Training configurations: one frozen dataclass, and a named preset for every zoo entry.
+
+`TrainConfig` holds every knob of a training run; `python -m training train` builds its options
+from the dataclass fields (name, type, default and the `help` metadata), so the CLI and the Python
+API cannot drift apart. `ZOO_CONFIGS` maps preset names to configs:
+
+- `"<task>/<family>-<size>"` (e.g. `"restore/fm-small"`): the full budget for a GPU, one per
+  entry of `stm_zoo.zoo.registry()` (18 entries);
+- `"<task>/<family>-<size>@cpu"`: a reduced budget that trains a small model on a few CPU cores in
+  about an hour (fm and ddim small, 6 entries).
+
+The paper does not state its optimisation hyperparameters; the full budgets below follow common
+practice for conditional U-Net diffusion models of this size (AdamW, lr 2e-4 / 1e-4, batch 64,
+EMA, ~190 epochs of the 20,000-sample training set).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from stm_zoo.errors import StmZooError
+from stm_zoo.zoo import FAMILIES, SIZES, TASKS, EntryKey, registry
+
+PRECISIONS = ("auto", "fp32", "bf16")
+WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")
+TRAINED_FAMILIES = tuple(f for f in FAMILIES if f != "classical")
+CPU_SUFFIX = "@cpu"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one training run (the data folder and output folders excepted).
+
+    Batch sizes are global: under DDP each of the W processes takes `batch / W` samples per step,
+    so a run gives the same optimisation trajectory (up to float rounding) on any number of GPUs.
+    """
+
+    task: str = field(default="restore", metadata={"help": "restore, sr2 or sr4"})
+    family: str = field(default="fm", metadata={"help": "fm, ddim, ddim-fft or ae"})
+    size: str = field(default="small", metadata={"help": "small or large"})
+    steps: int = field(default=60_000, metadata={"help": "optimiser steps in total"})
+    batch: int = field(default=64, metadata={"help": "global batch size (all processes)"})
+    lr: float = field(default=2e-4, metadata={"help": "peak learning rate of AdamW"})
+    weight_decay: float = field(
+        default=1e-4, metadata={"help": "AdamW weight decay (conv/linear weights only)"}
+    )
+    betas: tuple[float, ...] = field(default=(0.9, 0.999), metadata={"help": "AdamW betas"})
+    warmup_steps: int = field(default=1000, metadata={"help": "linear learning-rate warm-up"})
+    final_lr_ratio: float = field(
+        default=0.05, metadata={"help": "learning rate at the end of the cosine, / peak"}
+    )
+    ema_decay: float = field(default=0.9995, metadata={"help": "EMA decay of published weights"})
+    grad_clip: float = field(default=1.0, metadata={"help": "max gradient L2 norm (0: off)"})
+    val_every: int = field(default=2000, metadata={"help": "validate every N steps (0: end)"})
+    val_samples: int = field(default=64, metadata={"help": "fixed validation subset size"})
+    val_steps: tuple[int, ...] = field(
+        default=(2, 10), metadata={"help": "sampler steps evaluated at validation"}
+    )
+    checkpoint_every: int = field(default=1000, metadata={"help": "save resumable state every N"})
+    log_every: int = field(default=50, metadata={"help": "CSV log row every N steps"})
+    seed: int = field(default=0, metadata={"help": "seed of weights, noise and data order"})
+    precision: str = field(
+        default="auto", metadata={"help": "auto (bf16 where GPU/CPU do it natively), fp32, bf16"}
+    )
+    channels_last: bool = field(default=False, metadata={"help": "NHWC memory format"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the network"})
+    num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes"})
+    channels: tuple[int, ...] = field(
+        default=(), metadata={"help": "override the U-Net widths per level (empty: the preset)"}
+    )
+    blocks_per_level: tuple[int, ...] = field(
+        default=(), metadata={"help": "override the residual blocks per level (empty: preset)"}
+    )
+    norm_groups: int = field(
+        default=0, metadata={"help": "override the GroupNorm groups (0: the preset's)"}
+    )
+    weights_dtype: str = field(
+        default="float32", metadata={"help": "dtype of the published model.safetensors"}
+    )
+
+    def __post_init__(self) -> None:
+        EntryKey(self.task, self.family, self.size)  # validates the names
+        if self.family == "classical":
+            raise StmZooError(
+                "The classical baseline has nothing to train: pick fm, ddim, ddim-fft or ae."
+            )
+        if EntryKey(self.task, self.family, self.size) not in registry():
+            raise StmZooError(
+                f"There is no zoo entry {self.task}/{self.family}-{self.size}: "
+                f"{self.family} exists in size large only."
+            )
+        positive = ("steps", "batch", "val_samples", "checkpoint_every", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise StmZooError(
+                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}."
+                )
+        non_negative = ("weight_decay", "warmup_steps", "grad_clip", "val_every", "num_workers")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise StmZooError(
+                    f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}."
+                )
+        if not self.lr > 0:
+            raise StmZooError(f"--lr must be > 0, got {self.lr}.")
+        if not 0.0 <= self.final_lr_ratio <= 1.0:
+            raise StmZooError(f"--final-lr-ratio must be in [0, 1], got {self.final_lr_ratio}.")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise StmZooError(f"--ema-decay must be in [0, 1), got {self.ema_decay}.")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise StmZooError(f"--betas needs two values in [0, 1), got {self.betas}.")
+        if not self.val_steps or min(self.val_steps) < 1:
+            raise StmZooError(f"--val-steps needs sampler step counts >= 1, got {self.val_steps}.")
+        if self.precision not in PRECISIONS:
+            raise StmZooError(
+                f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}."
+            )
+        if self.weights_dtype not in WEIGHTS_DTYPES:
+            raise StmZooError(
+                f"--weights-dtype must be one of {', '.join(WEIGHTS_DTYPES)}, "
+                f"got {self.weights_dtype!r}."
+            )
+        for name in ("channels", "blocks_per_level"):
+            if any(v < 1 for v in getattr(self, name)):
+                raise StmZooError(
+                    f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}."
+                )
+        if self.norm_groups < 0:
+            raise StmZooError(f"--norm-groups must be >= 0, got {self.norm_groups}.")
+
+    @property
+    def key(self) -> EntryKey:
+        """The zoo entry this run trains."""
+        return EntryKey(self.task, self.family, self.size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """Inverse of `to_dict`; unknown keys are an error (a config from a newer version)."""
+        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise StmZooError(f"Unknown training option(s) {', '.join(sorted(unknown))}.")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+# Fields that may change when a run is resumed: they affect bookkeeping, speed or the published
+# file, never the optimisation trajectory. `steps` may grow (to extend a run): the cosine then
+# stretches from the resumed step on, which is stated in the log.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "steps",
+        "val_every",
+        "val_samples",
+        "val_steps",
+        "checkpoint_every",
+        "log_every",
+        "num_workers",
+        "weights_dtype",
+        "compile",
+    }
+)
+
+
+def _full_budget(key: EntryKey) -> TrainConfig:
+    """The GPU budget of one zoo entry."""
+    large = key.size == "large"
+    return TrainConfig(
+        task=key.task,
+        family=key.family,
+        size=key.size,
+        steps=60_000,
+        batch=64,
+        # The larger, attention-bearing network is trained at half the step size, as is usual.
+        lr=1e-4 if large else 2e-4,
+        warmup_steps=1000,
+        ema_decay=0.9995,
+        val_every=2000,
+        val_samples=64,
+        checkpoint_every=1000,
+        num_workers=4,
+    )
+
+
+def _cpu_budget(key: EntryKey) -> TrainConfig:
+    """A small model on a few CPU cores: 128,000 samples (6.4 passes over 20,000), about 1.2 h
+    per entry at the ~30 samples/s that scripts/bench_train.py measured for the small network
+    with bf16 autocast on one core of an AVX512-BF16 CPU."""
+    return dataclasses.replace(
+        _full_budget(key),
+        steps=8000,
+        batch=16,
+        # A shorter run takes larger steps; warm-up and clipping keep the start stable.
+        lr=4e-4,
+        warmup_steps=200,
+        ema_decay=0.999,
+        val_every=1000,
+        val_samples=64,
+        checkpoint_every=250,
+        log_every=25,
+        num_workers=1,
+    )
+
+
+def _zoo_configs() -> dict[str, TrainConfig]:
+    configs: dict[str, TrainConfig] = {}
+    for key in registry():
+        configs[key.subdir] = _full_budget(key)
+    for key in registry():
+        if key.size == "small":
+            configs[key.subdir + CPU_SUFFIX] = _cpu_budget(key)
+    return configs
+
+
+ZOO_CONFIGS: dict[str, TrainConfig] = _zoo_configs()
+
+
+def preset(name: str) -> TrainConfig:
+    """The named preset, with a one-sentence error listing the names when it does not exist."""
+    try:
+        return ZOO_CONFIGS[name]
+    except KeyError:
+        raise StmZooError(
+            f"Unknown training preset {name!r}: use one of {', '.join(ZOO_CONFIGS)}."
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI generated from the dataclass fields.
+
+# The CLI names the family `--model` (as `python -m stm_zoo restore` does).
+CLI_NAMES = {"family": "model"}
+CLI_CHOICES = {
+    "task": TASKS,
+    "family": TRAINED_FAMILIES,
+    "size": SIZES,
+    "precision": PRECISIONS,
+    "weights_dtype": WEIGHTS_DTYPES,
+}
+
+
+def _field_types() -> dict[str, tuple[type, bool]]:
+    """Field name -> (scalar type, whether it is a variable-length tuple)."""
+    out: dict[str, tuple[type, bool]] = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        origin = typing.get_origin(hint)
+        if origin is tuple:
+            out[name] = (typing.get_args(hint)[0], True)
+        elif origin in (typing.Union, types.UnionType):
+            raise AssertionError(f"optional field {name} is not supported by the CLI")
+        else:
+            out[name] = (hint, False)
+    return out
+
+
+def add_config_arguments(parser: Any) -> None:
+    """Add one option per `TrainConfig` field to an argparse parser (defaults: None = preset).
+
+    Args:
+        parser: an `argparse.ArgumentParser` (or argument group).
+    """
+    import argparse
+
+    for f in dataclasses.fields(TrainConfig):
+        scalar, is_tuple = _field_types()[f.name]
+        flag = "--" + CLI_NAMES.get(f.name, f.name).replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": f.metadata["help"]}
+        if scalar is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = scalar
+            if f.name in CLI_CHOICES:
+                kwargs["choices"] = CLI_CHOICES[f.name]
+            else:
+                kwargs["metavar"] = {int: "N", float: "X"}.get(scalar, "VALUE")
+            if is_tuple:
+                kwargs["nargs"] = "*"
+        parser.add_argument(flag, **kwargs)
+
+
+def config_from_args(args: Any, base: TrainConfig) -> TrainConfig:
+    """`base` with every option the user gave on the command line applied (validated).
+
+    Args:
+        args: the parsed argparse namespace (fields left at None keep the base value).
+        base: the preset the options refine.
+    """
+    overrides = {}
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            overrides[f.name] = tuple(value) if isinstance(value, list) else value
+    return dataclasses.replace(base, **overrides)
