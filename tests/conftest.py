@@ -27,3 +27,33 @@ def shared_data() -> Path:
 def fixtures_dir(shared_data: Path) -> Path:
     """../shared/data/spm-fixtures."""
     return shared_data / "spm-fixtures"
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run torch on one thread: tiny tensors gain nothing from a second one, and on a shared 2-core
+    machine OpenMP barriers make two-thread runs of them 10-40x slower whenever another process
+    holds a core. Use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, list[str]]:
+    """(executable, arguments) of Debian's headless Chromium for Playwright; skips when absent."""
+    executable = Path("/usr/bin/chromium")
+    if not executable.is_file():
+        pytest.skip("needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)")
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    return str(executable), args

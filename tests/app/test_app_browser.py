@@ -14,23 +14,12 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*"),
 ]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory):
+def app_url(tmp_path_factory: pytest.TempPathFactory, chromium: tuple[str, list[str]]):
     """URL of the app served from this process, writing only under a temporary folder."""
-    if not CHROMIUM.is_file():
-        pytest.skip("Debian's Chromium (/usr/bin/chromium) is not installed")
     pytest.importorskip("playwright.sync_api")
     root = tmp_path_factory.mktemp("app_browser")
     with pytest.MonkeyPatch.context() as mp:
@@ -66,12 +55,14 @@ def scan_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_upload_restore_and_download_in_chromium(app_url: str, scan_file: Path, tmp_path: Path):
+def test_upload_restore_and_download_in_chromium(
+    app_url: str, scan_file: Path, tmp_path: Path, chromium: tuple[str, list[str]]
+):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            executable_path=chromium[0], headless=True, args=chromium[1]
         )
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1000})

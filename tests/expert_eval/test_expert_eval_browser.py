@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 import gradio as gr
 import pytest
 
 from expert_eval import ui
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium"
-    ),
-]
+pytestmark = pytest.mark.browser
 
 
 def free_port() -> int:
@@ -43,7 +27,9 @@ def choose_rank(page, slot: int, rank: int) -> None:
     page.locator(f"#expert-rank-{slot}").get_by_role("combobox").press("Escape")
 
 
-def test_a_rater_completes_one_trial_in_the_browser(prepared_study, tmp_path, monkeypatch):
+def test_a_rater_completes_one_trial_in_the_browser(
+    prepared_study, tmp_path, monkeypatch, chromium
+):
     sync_api = pytest.importorskip("playwright.sync_api")
     monkeypatch.delenv("SPACE_ID", raising=False)
     with gr.Blocks() as demo, gr.Tabs():
@@ -53,7 +39,7 @@ def test_a_rater_completes_one_trial_in_the_browser(prepared_study, tmp_path, mo
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+                executable_path=chromium[0], headless=True, args=chromium[1]
             )
             page = browser.new_page(viewport={"width": 1300, "height": 1400})
             page.set_default_timeout(30_000)

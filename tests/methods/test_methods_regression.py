@@ -13,19 +13,11 @@ import torch
 from stm_zoo.methods import ddim, get_method
 from stm_zoo.nn import UNet, UNetConfig
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = UNetConfig(channels=(8, 16), blocks_per_level=(1, 1), middle_blocks=1, norm_groups=8)
 SEEDS = {"fm": 11, "ddim": 12, "ddim-fft": 13, "ae": 14}
 STEPS = 3
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors gain nothing from a second thread, and on a shared 2-core machine OpenMP
-    barriers make two-thread runs of them 10-40x slower whenever another process holds a core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # family -> (mean, std, loss with generator seed 99, pixels out[:, 0, ::8, ::8].flatten())

@@ -11,17 +11,9 @@ import torch
 from stm_zoo.methods import ddim
 from stm_zoo.methods import flow_matching as fm
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 STEPS = [1, 2, 5, 10]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors gain nothing from a second thread, and on a shared 2-core machine OpenMP
-    barriers make two-thread runs of them 10-40x slower whenever another process holds a core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def known_pair(dtype: torch.dtype, seed: int = 0, shape=(2, 1, 8, 8)):

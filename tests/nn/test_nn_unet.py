@@ -11,17 +11,9 @@ from stm_zoo.nn import UNet, UNetConfig
 from stm_zoo.nn.benchmark import forward_latency
 from stm_zoo.nn.layers import timestep_embedding
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = UNetConfig(channels=(8, 16), blocks_per_level=(1, 1), middle_blocks=1, norm_groups=8)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors gain nothing from a second thread, and on a shared 2-core machine OpenMP
-    barriers make two-thread runs of them 10-40x slower whenever another process holds a core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def n_params(config: UNetConfig) -> int:
