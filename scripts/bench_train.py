@@ -131,7 +131,7 @@ def measure(cases: list[Case], rounds: int, warmup: int, device: torch.device) -
             case.times.append(time.perf_counter() - start)
 
 
-def whole_loop(batch: int, device: str, steps: int) -> float:
+def whole_loop(batch: int, device: str, steps: int, precision: str) -> float:
     """Median samples/s of `training.train.train` (fm-small) from its CSV, first row skipped."""
     from training.datasets import build_dataset, simulate_sources
 
@@ -153,6 +153,7 @@ def whole_loop(batch: int, device: str, steps: int) -> float:
             log_every=1,
             checkpoint_every=10**6,
             num_workers=1,
+            precision=precision,
         )
         result = tr.train(
             config,
@@ -240,11 +241,13 @@ def main() -> int:
             print(f"| {case.label} | {rate:.2f} | {rate / base:.0%} |", flush=True)
 
     if not args.no_loop:
-        rate = whole_loop(args.batch, args.device, steps=args.rounds + 2)
-        print(
-            f"\nwhole `train()` loop, fm-small (shards, DataLoader, logging): {rate:.2f} "
-            "samples/s (median over logged steps, first step excluded)"
-        )
+        print("\n| whole `train()` loop, fm-small (shards, DataLoader, EMA, logging) | samples/s |")
+        print("|---|---|")
+        for precision in ("fp32", "auto"):
+            rate = whole_loop(args.batch, args.device, args.rounds + 2, precision)
+            chosen = tr.autocast_dtype(precision, device)
+            label = f"{precision} ({'bf16' if chosen is torch.bfloat16 else 'fp32'} here)"
+            print(f"| precision {label} | {rate:.2f} |", flush=True)
     end_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nload average at end {end_load:.1f}")
     return 0

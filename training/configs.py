@@ -36,7 +36,7 @@ class TrainConfig:
     """Everything that defines one training run (the data folder and output folders excepted).
 
     Batch sizes are global: under DDP each of the W processes takes `batch / W` samples per step,
-    so a run gives the same optimisation trajectory (up to float rounding) on any number of GPUs.
+    so `batch`, `lr` and `steps` mean the same optimisation on any number of GPUs.
     """
 
     task: str = field(default="restore", metadata={"help": "restore, sr2 or sr4"})
@@ -191,9 +191,9 @@ def _full_budget(key: EntryKey) -> TrainConfig:
 
 
 def _cpu_budget(key: EntryKey) -> TrainConfig:
-    """A small model on a few CPU cores: 128,000 samples (6.4 passes over 20,000), about 1.2 h
-    per entry at the ~30 samples/s that scripts/bench_train.py measured for the small network
-    with bf16 autocast on one core of an AVX512-BF16 CPU."""
+    """A small model on a few CPU cores: 128,000 samples (6.4 passes over 20,000), 45-75 min per
+    entry at the 30-50 samples/s that scripts/bench_train.py measured for the whole loop of the
+    small network with bf16 autocast on 1-2 cores of an AVX512-BF16 CPU."""
     return dataclasses.replace(
         _full_budget(key),
         steps=8000,
