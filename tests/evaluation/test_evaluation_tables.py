@@ -36,14 +36,7 @@ ENTRIES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two OpenMP threads that spin-wait for each
-    other run small networks up to 100x slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny_zoo(root: Path, task: str, families: list[tuple[str, str]]) -> Path:
