@@ -120,7 +120,7 @@ def restore_tab(ctx: AppContext) -> None:
     examples = synthetic.example_scans()
     task_choices = [(label, key) for key, label in support.TASK_LABELS.items()]
     family_choices = [(label, key) for key, label in support.FAMILY_LABELS.items()]
-    default_family = "fm" if support.entry_available("restore", "fm", "small") else "classical"
+    default_family, default_size = support.default_model("restore")
 
     # Rendered further down the column; created first so the examples above it can fill it.
     task = gr.Radio(task_choices, value="restore", label="Task", render=False)
@@ -165,12 +165,12 @@ def restore_tab(ctx: AppContext) -> None:
                     family = gr.Dropdown(family_choices, value=default_family, label="Model")
                     size = gr.Dropdown(
                         list(support.sizes_for(default_family)),
-                        value="small",
+                        value=default_size,
                         label="Size",
                         interactive=default_family != "classical",
                     )
                 status = gr.Markdown(
-                    support.model_status("restore", default_family, "small"),
+                    support.model_status("restore", default_family, default_size),
                     elem_classes="stm-note",
                 )
                 steps = gr.Slider(
@@ -315,6 +315,18 @@ def restore_tab(ctx: AppContext) -> None:
             support.model_status(task, family, size),
         )
 
+    def choose_task(task: str):
+        family_value, size_value = support.default_model(task)
+        return (
+            gr.update(value=family_value),
+            gr.update(
+                choices=list(support.sizes_for(family_value)),
+                value=size_value,
+                interactive=family_value != "classical",
+            ),
+            support.model_status(task, family_value, size_value),
+        )
+
     files.change(
         inspect,
         [files, scan_width, task, colour],
@@ -357,8 +369,15 @@ def restore_tab(ctx: AppContext) -> None:
         api_name="model_sizes",
         api_visibility="undocumented",
     )
+    task.change(
+        choose_task,
+        task,
+        [family, size, status],
+        api_name="task_default",
+        api_visibility="undocumented",
+    )
     gr.on(
-        [task.change, size.change],
+        [size.change],
         support.model_status,
         [task, family, size],
         status,

@@ -538,9 +538,7 @@ def run_model(
     """
     import torch
 
-    from stm_zoo.methods import get_method
-
-    method = get_method(model.config.family)
+    method = model.config.method()
     autocast = torch.autocast(
         device_type=model.device.split(":")[0],
         dtype=torch.bfloat16,

@@ -331,7 +331,8 @@ def card_metrics(result: SyntheticResult, key: EntryKey) -> dict[str, Any]:
     """The `metrics["test"]` dict of one entry from a synthetic run.
 
     Keys follow the training loop's validation metrics: `psnr_<N>steps` / `ssim_<N>steps` per step
-    count (`psnr_direct` / `ssim_direct` for the autoencoder), `input_psnr` / `input_ssim`, plus
+    count (`psnr_direct` / `ssim_direct` for the autoencoder), `input_psnr` / `input_ssim`,
+    `classical_psnr` / `classical_ssim` (what `stm_zoo.zoo.default_model` compares against), plus
     `images` and `seed` (what reproduces them) and a `data` description (a string, not shown as a
     metric).
     """
@@ -345,9 +346,11 @@ def card_metrics(result: SyntheticResult, key: EntryKey) -> dict[str, Any]:
         label = "direct" if direct else f"{row.spec.steps}steps"
         metrics[f"psnr_{label}"] = round(row.mean("psnr"), 6)
         metrics[f"ssim_{label}"] = round(row.mean("ssim"), 6)
-    input_row = next(r for r in result.rows if r.spec.family == "input")
-    metrics["input_psnr"] = round(input_row.mean("psnr"), 6)
-    metrics["input_ssim"] = round(input_row.mean("ssim"), 6)
+    for who in ("input", "classical"):
+        row = next((r for r in result.rows if r.spec.family == who), None)
+        if row is not None:
+            metrics[f"{who}_psnr"] = round(row.mean("psnr"), 6)
+            metrics[f"{who}_ssim"] = round(row.mean("ssim"), 6)
     metrics["images"] = result.settings["images"]
     metrics["seed"] = result.settings["seed"]
     metrics["data"] = (

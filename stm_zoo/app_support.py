@@ -327,12 +327,39 @@ def _status(task: str, family: str, size: str):
     return entry_status(EntryKey(task, family, size))
 
 
-def entry_available(task: str, family: str, size: str) -> bool:
-    """Whether the entry runs here without a download: built in, in the local zoo or HF cache."""
-    if family == "classical":
-        return True
-    check_entry(task, family, size)
-    return _status(task, family, size).available in ("local", "hub-cache")
+def default_model(task: str) -> tuple[str, str]:
+    """(family, size) offered first for a task: `stm_zoo.zoo.default_model` on the local zoo."""
+    from stm_zoo.zoo import default_model as best_entry
+
+    return best_entry(task)
+
+
+def _quality_note(task: str, family: str, size: str) -> str:
+    """A warning when the entry's card does not show it beating the classical baseline."""
+    from stm_zoo.zoo import CONFIG_NAME, EntryConfig, EntryKey, test_score, zoo_dir
+    from stm_zoo.zoo_cli import cached_config
+
+    key = EntryKey(task, family, size)
+    path = zoo_dir() / key.subdir / CONFIG_NAME
+    path = path if path.is_file() else cached_config(key)
+    try:
+        score = test_score(EntryConfig.from_file(path)) if path is not None else None
+    except StmZooError:
+        score = None
+    if score is None:
+        return " ⚠️ Its card has no synthetic-test metrics: its quality is unmeasured."
+    if score.classical_psnr is None or score.classical_ssim is None:
+        return " ⚠️ Its card does not compare it with the classical baseline."
+    if not score.beats_classical:
+        return (
+            f" ⚠️ It does **not** beat the classical baseline on the synthetic test set "
+            f"(PSNR {score.psnr:.1f} vs {score.classical_psnr:.1f} dB, SSIM {score.ssim:.3f} vs "
+            f"{score.classical_ssim:.3f}): prefer `classical` or a better entry."
+        )
+    return (
+        f" Synthetic test: PSNR {score.psnr:.1f} dB, SSIM {score.ssim:.3f} "
+        f"(classical {score.classical_psnr:.1f} dB, {score.classical_ssim:.3f})."
+    )
 
 
 def model_status(task: str, family: str, size: str) -> str:
@@ -348,7 +375,8 @@ def model_status(task: str, family: str, size: str) -> str:
     budget = f", trained {steps:,} steps" if isinstance(steps, int) else ""
     if status.available in ("local", "hub-cache"):
         where = "local zoo" if status.available == "local" else "Hub cache"
-        return f"✅ `{status.entry}` is available ({where}{budget})."
+        note = _quality_note(task, family, size)
+        return f"✅ `{status.entry}` is available ({where}{budget}).{note}"
     return (
         f"⚠️ `{status.entry}` is not in the local zoo ({status.available}); a run will try the "
         "Hub and otherwise explain how to get it. The classical family always works."

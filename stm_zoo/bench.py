@@ -212,11 +212,9 @@ def step_timing(
     """
     import torch
 
-    from stm_zoo.methods import get_method
-
     if repeats < 1:
         raise StmZooError(f"repeats must be at least 1, got {repeats}.")
-    method = get_method(model.config.family)
+    method = model.config.method()
     generator = torch.Generator().manual_seed(0)
     layout = torch.channels_last if _channels_last(model) else torch.contiguous_format
     cond = torch.rand(batch, 1, size, size, generator=generator).mul(2).sub(1)
@@ -339,10 +337,9 @@ def naive_timing(
     import torch
 
     from stm_zoo.inference import fit_back
-    from stm_zoo.methods import get_method
     from stm_zoo.tiling import tiled_map
 
-    method = get_method(model.config.family)
+    method = model.config.method()
 
     def one_tile(tiles: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
         lo = tiles.min(axis=(1, 2), keepdims=True)

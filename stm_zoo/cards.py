@@ -51,8 +51,12 @@ def _eval_results(config: EntryConfig) -> list[EvalResult]:
             EvalResult(
                 task_type="image-to-image",
                 task_name=config.task,
-                dataset_type="synthetic-si001h",
-                dataset_name=f"Synthetic Si(001):H {config.task} ({split})",
+                dataset_type="real-si001h" if split == "reference" else "synthetic-si001h",
+                dataset_name=(
+                    "Real near-pristine Si(001):H (output vs input, do no harm)"
+                    if split == "reference"
+                    else f"Synthetic Si(001):H {config.task} ({split})"
+                ),
                 dataset_split=split,
                 metric_type=kind,
                 metric_name=name,
@@ -60,6 +64,15 @@ def _eval_results(config: EntryConfig) -> list[EvalResult]:
             )
         )
     return results
+
+
+def _prediction_text(config: EntryConfig) -> str:
+    if config.prediction != "x0":
+        return ""
+    return (
+        ", which predicts the clean image as its input plus a correction (it starts as the "
+        "identity; the sampler derives the velocity or noise from that estimate)"
+    )
 
 
 def entry_card(config: EntryConfig) -> str:
@@ -85,8 +98,9 @@ def entry_card(config: EntryConfig) -> str:
 # {name}
 
 This model {TASK_TEXT[config.task]}. Family: {FAMILY_TEXT.get(config.family, config.family)};
-network: U-Net `{config.size}`. Trained on 128x128 crops at {config.pixel_size_nm:.4f} nm/px of
-simulated pristine Si(001):H scans degraded by the paper's physics-informed pipeline.
+network: U-Net `{config.size}`{_prediction_text(config)}. Trained on 128x128 crops at
+{config.pixel_size_nm:.4f} nm/px of simulated pristine Si(001):H scans degraded by the paper's
+physics-informed pipeline.
 
 Use it with [stm-zoo](https://github.com/stm-zoo/stm-zoo):
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from stm_zoo.errors import StmZooError
 from stm_zoo.io.scan import Scan
+from stm_zoo.preprocess import normalise_tiles
 from stm_zoo.tiling import count_tiles, tiled_map
 from stm_zoo.zoo import DEFAULT_PIXEL_SIZE_NM, SR_FACTOR, LoadedModel, load_model
 
@@ -81,25 +82,15 @@ def fit_back(output: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return mapped
 
 
-def _normalise_tiles(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-tile min/max normalisation to [-1, 1] (the training pipeline's step 9)."""
-    lo = tiles.min(axis=(1, 2), keepdims=True)
-    hi = tiles.max(axis=(1, 2), keepdims=True)
-    span = np.maximum(hi - lo, np.finfo(np.float32).tiny)
-    return (tiles - lo) / span * 2.0 - 1.0, lo, span
-
-
 def make_tile_fn(model: LoadedModel, steps: int):
     """The function `tiled_map` calls: normalise tiles, sample, map back to input units."""
     import torch
 
-    from stm_zoo.methods import get_method
-
-    method = get_method(model.config.family)
+    method = model.config.method()
     dtype = getattr(torch, model.dtype)
 
     def run(tiles: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
-        normed, lo, span = _normalise_tiles(tiles.astype(np.float32))
+        normed, lo, span = normalise_tiles(tiles.astype(np.float32))
         layout = torch.channels_last
         cond = torch.from_numpy(normed[:, None]).to(model.device, memory_format=layout)
         noise_t = (

@@ -271,6 +271,37 @@ def normalise(
 # --------------------------------------------------------------------------------------------
 
 
+def normalise_tiles(tiles):
+    """Min/max-normalise each image of a batch to [-1, 1] over its last two axes.
+
+    The one normalisation of model inputs and targets: the data pipeline's last step, the random
+    training crops and the inference tiles all use it. A flat (constant) image maps to all zeros,
+    the middle of the range, everywhere.
+
+    Args:
+        tiles: (..., H, W) numpy array or torch tensor (floating point).
+
+    Returns:
+        (normalised, low, span): normalised like `tiles`; low and span with the last two axes kept
+        at size 1, so that `(normalised + 1) / 2 * span + low` gives the input back (span is 0 for
+        flat images).
+    """
+    if isinstance(tiles, np.ndarray):
+        low = tiles.min(axis=(-2, -1), keepdims=True)
+        span = tiles.max(axis=(-2, -1), keepdims=True) - low
+        safe = np.where(span > 0, span, 1.0)
+        return (
+            np.where(span > 0, (tiles - low) / safe * 2.0 - 1.0, 0.0).astype(tiles.dtype),
+            low,
+            span,
+        )
+    low = tiles.amin(dim=(-2, -1), keepdim=True)
+    span = tiles.amax(dim=(-2, -1), keepdim=True) - low
+    safe = span.clamp_min(0).where(span > 0, span.new_ones(()))
+    normalised = ((tiles - low) / safe * 2.0 - 1.0).where(span > 0, tiles.new_zeros(()))
+    return normalised, low, span
+
+
 def resample_to_shape(image: np.ndarray, shape: tuple[int, int], order: int = 3) -> np.ndarray:
     """Resample an image onto a (H', W') grid covering the same physical frame.
 

@@ -55,8 +55,15 @@ def output_path(source: Path, out_dir: Path, task: str, fmt: str | None) -> Path
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, help="scan files or folders")
     parser.add_argument("--task", choices=TASKS, default="restore")
-    parser.add_argument("--model", choices=FAMILIES, default="fm", help="model family")
-    parser.add_argument("--size", choices=SIZES, default="small")
+    parser.add_argument(
+        "--model",
+        choices=FAMILIES,
+        default=None,
+        help="model family (default: the task's best entry by its card, else classical)",
+    )
+    parser.add_argument(
+        "--size", choices=SIZES, default=None, help="network size (default: as --model's default)"
+    )
     parser.add_argument("--steps", type=int, default=2, help="sampler steps")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
@@ -87,10 +94,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from stm_zoo.inference import restore
     from stm_zoo.io import load_scan, save_scan
-    from stm_zoo.zoo import load_model
+    from stm_zoo.zoo import default_model, load_model, registry
 
     inputs = collect_inputs(args.inputs)
-    model = load_model(args.task, args.model, args.size, device=args.device, dtype=args.dtype)
+    family, size = default_model(args.task)
+    if args.model is not None and args.model != family:
+        sizes = [k.size for k in registry() if k.family == args.model] or ["small"]
+        family, size = args.model, sizes[0]
+    size = args.size or size
+    model = load_model(args.task, family, size, device=args.device, dtype=args.dtype)
     args.out.mkdir(parents=True, exist_ok=True)
     failures = 0
     bar = tqdm(inputs, unit="file", desc=f"{args.task} {model.key}")

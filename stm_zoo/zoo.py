@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from stm_zoo.errors import ModelNotFoundError, StmZooError
+from stm_zoo.methods import OUTPUT_RANGES, PREDICTIONS, Method, get_method
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,10 @@ class EntryConfig:
         training: training budget and provenance (steps, batch, samples seen, device, wall time,
             seed, data manifest summary).
         metrics: validation / test metrics measured for this entry.
+        prediction: what the network outputs, "native" (the paper's target for the family) or
+            "x0" (the clean image; `stm_zoo.methods.Method.prediction`).
+        output_range: "free" (the paper) or "minmax" (each sample mapped onto exactly [-1, 1],
+            like the min/max-normalised clean images; `stm_zoo.methods.project_sample`).
     """
 
     task: str
@@ -103,10 +108,16 @@ class EntryConfig:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    prediction: str = "native"
+    output_range: str = "free"
 
     @property
     def key(self) -> EntryKey:
         return EntryKey(self.task, self.family, self.size)
+
+    def method(self) -> Method:
+        """The family's objective and sampler, with this entry's output parametrisation."""
+        return get_method(self.family, self.prediction, output_range=self.output_range)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -131,12 +142,95 @@ class EntryConfig:
             )
         config = cls(**{k: v for k, v in raw.items() if k in known})
         EntryKey(config.task, config.family, config.size)  # validates the names
+        if config.prediction not in PREDICTIONS:
+            raise StmZooError(
+                f"{path} says prediction={config.prediction!r}: expected one of "
+                f"{', '.join(PREDICTIONS)}."
+            )
+        if config.output_range not in OUTPUT_RANGES:
+            raise StmZooError(
+                f"{path} says output_range={config.output_range!r}: expected one of "
+                f"{', '.join(OUTPUT_RANGES)}."
+            )
         if config.sr_factor != SR_FACTOR[config.task]:
             raise StmZooError(
                 f"{path} says sr_factor={config.sr_factor} for task {config.task}: "
                 f"expected {SR_FACTOR[config.task]}."
             )
         return config
+
+
+@dataclass(frozen=True)
+class TestScore:
+    """What an entry's card says of it on the synthetic test set (`metrics["test"]`).
+
+    Attributes:
+        psnr, ssim: at the entry's best step count (by PSNR; `direct` for the autoencoder).
+        label: that step count's label ("2steps", "direct", ...).
+        classical_psnr, classical_ssim: the classical baseline on the same images (None when the
+            card was written without it).
+    """
+
+    psnr: float
+    ssim: float
+    label: str
+    classical_psnr: float | None
+    classical_ssim: float | None
+
+    @property
+    def beats_classical(self) -> bool:
+        """Better than the classical baseline in both PSNR and SSIM (False when unmeasured)."""
+        if self.classical_psnr is None or self.classical_ssim is None:
+            return False
+        return self.psnr > self.classical_psnr and self.ssim > self.classical_ssim
+
+
+def test_score(config: EntryConfig) -> TestScore | None:
+    """The entry's best synthetic-test result from its card, or None if it has none."""
+    test = config.metrics.get("test", {})
+    if not isinstance(test, dict):
+        return None
+    labels = [
+        k.removeprefix("psnr_")
+        for k, v in test.items()
+        if k.startswith("psnr_") and isinstance(v, int | float) and f"ssim_{k[5:]}" in test
+    ]
+    if not labels:
+        return None
+    best = max(labels, key=lambda label: test[f"psnr_{label}"])
+
+    def number(name: str) -> float | None:
+        value = test.get(name)
+        return float(value) if isinstance(value, int | float) else None
+
+    return TestScore(
+        float(test[f"psnr_{best}"]),
+        float(test[f"ssim_{best}"]),
+        best,
+        number("classical_psnr"),
+        number("classical_ssim"),
+    )
+
+
+def default_model(task: str, root: Path | None = None) -> tuple[str, str]:
+    """(family, size) the app and CLI offer first for `task`: the local entry with the best
+    synthetic-test PSNR among those that beat the classical baseline, else ("classical", "small").
+
+    An entry whose card has no test metrics, or that does not beat `classical`, is never the
+    default (users may still pick it; the app then says so).
+    """
+    best: tuple[float, str, str] | None = None
+    for key in registry():
+        folder = (root or zoo_dir()) / key.subdir
+        if key.task != task or not (folder / WEIGHTS_NAME).is_file():
+            continue
+        try:
+            score = test_score(EntryConfig.from_file(folder / CONFIG_NAME))
+        except StmZooError:
+            continue
+        if score is not None and score.beats_classical and (best is None or score.psnr > best[0]):
+            best = (score.psnr, key.family, key.size)
+    return ("classical", "small") if best is None else (best[1], best[2])
 
 
 def zoo_dir() -> Path:

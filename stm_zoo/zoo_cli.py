@@ -39,7 +39,7 @@ class EntryStatus:
         return self.__dict__.copy()
 
 
-def _cached_config(key: EntryKey) -> Path | None:
+def cached_config(key: EntryKey) -> Path | None:
     from huggingface_hub import try_to_load_from_cache
 
     found = try_to_load_from_cache(zoo_repo(), f"{key.subdir}/{CONFIG_NAME}")
@@ -54,7 +54,7 @@ def entry_status(key: EntryKey, root: Path | None = None) -> EntryStatus:
         config_path = local / CONFIG_NAME
         available = "local" if (local / WEIGHTS_NAME).is_file() else "card-only"
         location = str(local)
-    elif (cached := _cached_config(key)) is not None:
+    elif (cached := cached_config(key)) is not None:
         config_path, available, location = cached, "hub-cache", f"hub:{zoo_repo()}"
     else:
         available, location = "missing", f"train it, or hub:{zoo_repo()}"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stm_zoo.errors import StmZooError
+from stm_zoo.methods import get_method
 from stm_zoo.zoo import FAMILIES, SIZES, TASKS, EntryKey, registry
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -81,6 +82,35 @@ class TrainConfig:
     weights_dtype: str = field(
         default="float32", metadata={"help": "dtype of the published model.safetensors"}
     )
+    prediction: str = field(
+        default="native",
+        metadata={"help": "network output: native (paper: velocity/noise) or x0 (identity start)"},
+    )
+    time_sampling: str = field(
+        default="uniform", metadata={"help": "training times: uniform, grid or logit-normal"}
+    )
+    output_range: str = field(
+        default="free", metadata={"help": "samples as they end (free) or mapped onto [-1, 1]"}
+    )
+    crop_px: int = field(
+        default=0, metadata={"help": "train on random square crops of this side (0: whole)"}
+    )
+    time_budget_min: float = field(
+        default=0.0,
+        metadata={
+            "help": "wall-clock budget in minutes: warm-up and cosine laid over it, the run ends "
+            "when it is spent (steps then only bound the run); 0: off"
+        },
+    )
+    crop_renormalise: bool = field(
+        default=True, metadata={"help": "map each crop onto [-1, 1] again (else keep its scale)"}
+    )
+    global_context: bool = field(
+        default=False, metadata={"help": "U-Net global-context branch (UNetConfig)"}
+    )
+    init_from: str = field(
+        default="", metadata={"help": "warm start: a zoo entry folder whose weights to load"}
+    )
 
     def __post_init__(self) -> None:
         EntryKey(self.task, self.family, self.size)  # validates the names
@@ -131,6 +161,12 @@ class TrainConfig:
                 )
         if self.norm_groups < 0:
             raise StmZooError(f"--norm-groups must be >= 0, got {self.norm_groups}.")
+        # Validates the options.
+        get_method(self.family, self.prediction, self.time_sampling, self.output_range)
+        if self.time_budget_min < 0:
+            raise StmZooError(f"--time-budget-min must be >= 0, got {self.time_budget_min}.")
+        if self.crop_px and (self.crop_px < 16 or self.crop_px % 16):
+            raise StmZooError(f"--crop-px must be 0 or a multiple of 16 >= 16, got {self.crop_px}.")
 
     @property
     def key(self) -> EntryKey:
@@ -166,6 +202,9 @@ RESUMABLE_CHANGES = frozenset(
         "num_workers",
         "weights_dtype",
         "compile",
+        "init_from",
+        "output_range",
+        "time_budget_min",
     }
 )
 
@@ -190,23 +229,48 @@ def _full_budget(key: EntryKey) -> TrainConfig:
     )
 
 
+CPU_MINUTES = {
+    ("restore", "fm"): 36.0,
+    ("sr2", "fm"): 12.0,
+    ("sr4", "fm"): 12.0,
+    ("restore", "ddim"): 9.0,
+    ("sr2", "ddim"): 8.0,
+    ("sr4", "ddim"): 8.0,
+}
+"""Wall-clock budget (minutes, 2 CPU cores) of each small entry's CPU preset: what one session
+could spend; SR and DDIM entries are warm-started from restore/fm-small
+(`scripts/train_small_zoo.sh`), so they need less. `--time-budget-min` changes it."""
+
+
 def _cpu_budget(key: EntryKey) -> TrainConfig:
-    """A small model on a few CPU cores: 128,000 samples (6.4 passes over 20,000), 45-75 min per
-    entry at the 30-50 samples/s that scripts/bench_train.py measured for the whole loop of the
-    small network with bf16 autocast on 1-2 cores of an AVX512-BF16 CPU."""
+    """A small model on a 2-core CPU, the recipe the learning-efficiency study picked
+    (`scripts/bench_learning.py`, docs/benchmarks.md): the network predicts the clean image as
+    its input plus a correction (identity start), trained on the x0 error at the times the 2-,
+    5- and 10-step samplers evaluate, on whole 128x128 pairs (64 px crops, renormalised or not,
+    learn a calibration that is wrong at 128 px), the U-Net's global-context branch, batch 32 at lr 1e-3 with the warm-up and cosine
+    laid over a wall-clock budget, bf16 autocast in NCHW (channels_last costs bf16 its speed-up,
+    docs/benchmarks.md). `steps` only bounds the run; the budget ends it."""
     return dataclasses.replace(
         _full_budget(key),
-        steps=8000,
-        batch=16,
-        # A shorter run takes larger steps; warm-up and clipping keep the start stable.
-        lr=4e-4,
-        warmup_steps=200,
+        steps=100_000,
+        batch=32,
+        lr=1e-3,
+        warmup_steps=2000,  # 2 % of the budget
+        final_lr_ratio=0.05,
         ema_decay=0.999,
-        val_every=1000,
+        val_every=500,
         val_samples=64,
-        checkpoint_every=250,
+        val_steps=(2, 5, 10),
+        checkpoint_every=100,
         log_every=25,
         num_workers=1,
+        precision="bf16",
+        channels_last=False,
+        prediction="x0",
+        time_sampling="grid",
+        global_context=True,
+        time_budget_min=CPU_MINUTES.get((key.task, key.family), 10.0),
+        weights_dtype="bfloat16",
     )
 
 
@@ -244,6 +308,9 @@ CLI_CHOICES = {
     "size": SIZES,
     "precision": PRECISIONS,
     "weights_dtype": WEIGHTS_DTYPES,
+    "prediction": ("native", "x0"),
+    "time_sampling": ("uniform", "grid", "logit-normal"),
+    "output_range": ("free", "minmax"),
 }
 
 

@@ -54,6 +54,7 @@ from evaluation.metrics import psnr_batch, ssim_batch
 from stm_zoo.errors import StmZooError
 from stm_zoo.methods import Method, get_method
 from stm_zoo.nn import UNet, UNetConfig
+from stm_zoo.preprocess import normalise_tiles
 from stm_zoo.zoo import (
     DEFAULT_PIXEL_SIZE_NM,
     SR_FACTOR,
@@ -118,7 +119,8 @@ class TrainResult:
         step: optimiser steps done in total (across resumed sessions).
         samples_seen: step x global batch.
         wall_time_s: training wall time in seconds, summed over resumed sessions.
-        completed: whether `config.steps` were reached (False after `stop_at`).
+        completed: whether `config.steps` were reached or the time budget spent (False after
+            `stop_at`).
         metrics: the last validation metrics (see `validate`), empty on ranks other than 0.
         network: the EMA network (eval mode, on the training device): what the entry holds.
     """
@@ -238,10 +240,32 @@ def lr_factor(step: int, config: TrainConfig) -> float:
     return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def config_method(config: TrainConfig) -> Method:
+    """The family with the run's output parametrisation and training-time distribution."""
+    return get_method(config.family, config.prediction, config.time_sampling, config.output_range)
+
+
+def time_lr_factor(elapsed_s: float, config: TrainConfig) -> float:
+    """Learning rate at `elapsed_s` seconds of a run with a wall-clock budget, / `config.lr`.
+
+    The warm-up (`warmup_steps`' share of `steps`) and the cosine to `final_lr_ratio` are laid
+    over `time_budget_min` instead of over the steps: a schedule that ends when the time does.
+    """
+    budget = 60.0 * config.time_budget_min
+    warmup = budget * config.warmup_steps / max(1, config.steps)
+    if elapsed_s < warmup:
+        return max(elapsed_s, 1e-3) / warmup
+    progress = min(1.0, (elapsed_s - warmup) / max(budget - warmup, 1e-9))
+    final = config.final_lr_ratio
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def network_config(config: TrainConfig) -> UNetConfig:
     """The U-Net of the entry: the family's preset for the size, with the config's overrides."""
-    base = get_method(config.family).network_config(config.size)
+    base = config_method(config).network_config(config.size)
     overrides: dict[str, Any] = {}
+    if config.global_context:
+        overrides["global_context"] = True
     if config.channels:
         overrides["channels"] = config.channels
     if config.blocks_per_level:
@@ -261,6 +285,69 @@ def build_network(config: TrainConfig) -> UNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return UNet(network_config(config))
+
+
+def warm_start(model: nn.Module, entry_dir: str | Path) -> int:
+    """Load the weights of the zoo entry in `entry_dir` into `model` where names and shapes match.
+
+    Returns:
+        The number of tensors loaded (parameters the entry lacks keep their initialisation, e.g. a
+        new global-context branch, whose zero-initialised output leaves the network unchanged).
+
+    Raises:
+        StmZooError: no readable weights there, or none that fit this network.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(entry_dir) / "model.safetensors"
+    try:
+        weights = load_file(str(path))
+    except (OSError, ValueError, RuntimeError) as error:
+        raise StmZooError(f"--init-from {entry_dir}: cannot read {path} ({error}).") from None
+    own = model.state_dict()
+    fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if not fitting:
+        raise StmZooError(
+            f"--init-from {entry_dir}: none of its weights fit this network; warm-start from an "
+            "entry of the same size."
+        )
+    own.update({k: v.to(own[k].dtype) for k, v in fitting.items()})
+    model.load_state_dict(own)
+    return len(fitting)
+
+
+def random_crops(
+    clean: torch.Tensor,
+    degraded: torch.Tensor,
+    size: int,
+    generator: torch.Generator,
+    renormalise: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random size x size window per pair (the same window in both images), each crop
+    min/max-normalised to [-1, 1] again (as the data pipeline's last step does for whole images)
+    when `renormalise`, else kept in the whole image's scale.
+
+    Args:
+        clean, degraded: (B, 1, H, W) pairs in [-1, 1].
+        size: the crop side (<= H, W).
+        generator: the source of the window positions (the run's objective generator).
+    """
+    b, _, h, w = clean.shape
+    if size >= min(h, w):
+        return clean, degraded
+    draws = torch.rand((2, b), generator=generator, device=generator.device).cpu()
+    tops = (draws[0] * (h - size + 1)).long().tolist()
+    lefts = (draws[1] * (w - size + 1)).long().tolist()
+    pair = torch.cat([clean, degraded], dim=1)
+    crops = torch.stack(
+        [
+            pair[i, :, y : y + size, x : x + size]
+            for i, (y, x) in enumerate(zip(tops, lefts, strict=True))
+        ]
+    )
+    if not renormalise:
+        return crops[:, :1], crops[:, 1:]
+    return normalise_tiles(crops[:, :1])[0], normalise_tiles(crops[:, 1:])[0]
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -583,6 +670,9 @@ class TrainState:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
         generator = torch.Generator(device=device)
         generator.manual_seed(derived_seed(config.seed, STREAM_NOISE, ranks.rank))
+        if config.init_from:
+            loaded = warm_start(model, config.init_from)
+            log.info("warm start: %d tensors from %s", loaded, config.init_from)
         return cls(model, EMA(model, config.ema_decay), optimizer, scheduler, generator)
 
     def rng(self) -> dict[str, torch.Tensor]:
@@ -683,6 +773,8 @@ def train_step(
     degraded: torch.Tensor,
     grad_clip: float,
     dtype: torch.dtype | None,
+    crop_px: int = 0,
+    renormalise_crops: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One optimiser step: loss, backward, clip, AdamW, schedule, EMA.
 
@@ -693,10 +785,14 @@ def train_step(
         clean, degraded: (B, 1, H, W) float32 in [-1, 1] on the training device.
         grad_clip: max gradient L2 norm (0: no clipping).
         dtype: autocast dtype (None: fp32).
+        crop_px: train on random crops of this side (`random_crops`); 0 for whole images.
+        renormalise_crops: map each crop onto [-1, 1] again (else keep the image's scale).
 
     Returns:
         (loss, gradient norm before clipping or None), detached device scalars (no host sync).
     """
+    if crop_px:
+        clean, degraded = random_crops(clean, degraded, crop_px, state.generator, renormalise_crops)
     with autocast(clean.device, dtype):
         loss = method.loss(net, clean, degraded, state.generator)
     loss.backward()
@@ -754,6 +850,31 @@ def _device_text(device: torch.device, ranks: Distributed) -> str:
     return f"cpu ({cpu}, {torch.get_num_threads()} threads) x {ranks.world}"
 
 
+def loss_text(config: TrainConfig) -> str:
+    """The objective as the card states it, with the recipe's departures from the paper."""
+    text = LOSS_TEXT[config.family]
+    if config.prediction == "x0":
+        text += "; network predicts the clean image as input + correction (identity start)"
+        text += ", the velocity / noise derived from it, weight capped (min-SNR style)"
+    if config.time_sampling != "uniform":
+        text += f"; times drawn {config.time_sampling}" + (
+            " (the 2/5/10-step samplers' evaluation points)"
+            if config.time_sampling == "grid"
+            else ""
+        )
+    if config.crop_px:
+        text += f"; random {config.crop_px}x{config.crop_px} crops" + (
+            ", renormalised" if config.crop_renormalise else " in the 128 px image's scale"
+        )
+    if config.global_context:
+        text += "; U-Net global-context branch"
+    if config.output_range == "minmax":
+        text += "; samples mapped onto exactly [-1, 1] like the clean images"
+    if config.init_from:
+        text += f"; warm-started from {config.init_from}"
+    return text
+
+
 def entry_training_info(
     config: TrainConfig,
     step: int,
@@ -767,7 +888,9 @@ def entry_training_info(
     return {
         "steps": step,
         "steps_planned": config.steps,
-        "complete": step >= config.steps,
+        "complete": step >= config.steps
+        or bool(config.time_budget_min and wall_time_s >= 60.0 * config.time_budget_min),
+        "time_budget_min": config.time_budget_min,
         "batch": config.batch,
         "samples_seen": step * config.batch,
         "epochs": round(step / steps_per_epoch, 3),
@@ -777,7 +900,7 @@ def entry_training_info(
         "wall_time_s": round(wall_time_s, 1),
         "wall_time_h": round(wall_time_s / 3600, 3),
         "seed": config.seed,
-        "loss": LOSS_TEXT[config.family],
+        "loss": loss_text(config),
         "sampler": SAMPLER_TEXT[config.family],
         "torch": torch.__version__,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -827,6 +950,8 @@ def write_zoo_entry(
         weights_dtype=config.weights_dtype,
         training=training,
         metrics={"val": metrics} if metrics else {},
+        prediction=config.prediction,
+        output_range=config.output_range,
     )
     directory = Path(out_zoo_dir) / key.subdir
     card = model_card(entry, config, val_count)
@@ -909,7 +1034,7 @@ def _train(
             f"--batch {config.batch} is the global batch and must divide evenly over "
             f"{ranks.world} processes."
         )
-    method = get_method(config.family)
+    method = config_method(config)
     dtype = autocast_dtype(config.precision, device)
     if device.type == "cuda":
         # TF32 matmuls for whatever autocast leaves in fp32; fixed shapes suit cuDNN autotuning.
@@ -988,6 +1113,8 @@ def _train(
     def wall() -> float:
         return state.wall_time_s + time.perf_counter() - session_start
 
+    if config.time_budget_min and state.wall_time_s >= 60.0 * config.time_budget_min:
+        end = state.step  # resumed with the budget spent: score and write the entry only
     state.model.train()
     with _GracefulStop(enabled=ranks.world == 1) as stop, bar:
         while state.step < end and stop.received is None:
@@ -1002,16 +1129,30 @@ def _train(
                 pin_memory=device.type == "cuda",
             )
             for clean, degraded in loader:
+                if config.time_budget_min:
+                    factor = time_lr_factor(wall(), config)
+                    for group in state.optimizer.param_groups:
+                        group["lr"] = config.lr * factor
                 clean = clean.to(device, non_blocking=True, memory_format=memory_format)
                 degraded = degraded.to(device, non_blocking=True, memory_format=memory_format)
                 loss, norm = train_step(
-                    net, state, method, clean, degraded, config.grad_clip, dtype
+                    net,
+                    state,
+                    method,
+                    clean,
+                    degraded,
+                    config.grad_clip,
+                    dtype,
+                    config.crop_px,
+                    config.crop_renormalise,
                 )
                 sums[0] += loss
                 if norm is not None:
                     sums[1] += norm
                 bar.update(1)
                 step = state.step
+                if config.time_budget_min and wall() >= 60.0 * config.time_budget_min:
+                    end = step  # the wall-clock budget is spent: finish this run here
                 validate_now = step == end or (config.val_every and step % config.val_every == 0)
                 if step % config.log_every == 0 or validate_now:
                     row = _interval_row(sums, interval, epoch, config, state, ranks)
@@ -1083,7 +1224,8 @@ def _train(
         step=state.step,
         samples_seen=state.step * config.batch,
         wall_time_s=wall(),
-        completed=state.step >= config.steps,
+        completed=state.step >= config.steps
+        or bool(config.time_budget_min and wall() >= 60.0 * config.time_budget_min),
         metrics=state.metrics if ranks.main else {},
         network=state.ema.module,
     )

@@ -12,8 +12,8 @@ Importing this package imports neither torch nor the family modules (they load o
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, replace
+from functools import cache, partial
 from typing import TYPE_CHECKING
 
 from stm_zoo.errors import StmZooError
@@ -48,6 +48,11 @@ class Method:
         uses_noise: whether sampling starts from noise (False: one deterministic forward pass).
         sizes: the network sizes the family comes in (the paper's Table I).
         time_scale: `UNetConfig.time_scale` of its networks; None for no time conditioning.
+        prediction: what its networks output: "native" (the paper: velocity, noise, or the
+            image for the autoencoder) or "x0" (the clean image as the conditioning image plus a
+            correction, `UNetConfig.residual`; the sampler derives velocity or noise from it).
+        output_range: "free" (the sample as the sampler ends it, the paper) or "minmax" (the
+            sample mapped affinely onto exactly [-1, 1], `project_sample`).
     """
 
     name: str
@@ -56,6 +61,8 @@ class Method:
     uses_noise: bool
     sizes: tuple[str, ...]
     time_scale: float | None
+    prediction: str = "native"
+    output_range: str = "free"
 
     def network_config(self, size: str) -> UNetConfig:
         """The network preset a zoo entry of this family and size uses.
@@ -73,7 +80,7 @@ class Method:
         if self.time_scale is None:
             return UNetConfig.autoencoder()
         preset = UNetConfig.small if size == "small" else UNetConfig.large
-        return preset(time_scale=self.time_scale)
+        return preset(time_scale=self.time_scale, residual=self.prediction == "x0")
 
 
 @cache
@@ -91,11 +98,39 @@ def _methods() -> dict[str, Method]:
     return {method.name: method for method in methods}
 
 
-def get_method(family: str) -> Method:
-    """The learned family called `family`.
+PREDICTIONS: tuple[str, ...] = ("native", "x0")
+"""Network output parametrisations (`Method.prediction`)."""
+
+OUTPUT_RANGES: tuple[str, ...] = ("free", "minmax")
+"""What the sampler does with its last state (`Method.output_range`)."""
+
+
+def project_sample(sample: SampleFn, *args, **kwargs) -> torch.Tensor:
+    """Run `sample` and map each output affinely onto exactly [-1, 1] (min to -1, max to 1).
+
+    The clean training images are min/max-normalised to exactly [-1, 1] (the pipeline's last
+    step), so a restored image is projected onto that set, as the classical baseline's output is
+    in every table. At inference the result is mapped back to the input's units by an affine fit
+    (`stm_zoo.inference`), which this map does not change.
+    """
+    from stm_zoo.preprocess import normalise_tiles
+
+    return normalise_tiles(sample(*args, **kwargs))[0]
+
+
+def get_method(
+    family: str,
+    prediction: str = "native",
+    time_sampling: str = "uniform",
+    output_range: str = "free",
+) -> Method:
+    """The learned family called `family`, with its networks' output parametrisation and the
+    training time distribution (`stm_zoo.methods.common.TimeSampling`) bound into `loss` and
+    `sample`.
 
     Raises:
-        StmZooError: for "classical" (not a learned method) and for unknown names.
+        StmZooError: for "classical" (not a learned method), unknown names and options, and the
+            autoencoder with options (it has no time and always predicts the image).
     """
     if family == "classical":
         raise StmZooError(
@@ -104,4 +139,35 @@ def get_method(family: str) -> Method:
         )
     if family not in LEARNED_FAMILIES:
         raise StmZooError(f"Unknown model family {family!r}: choose one of {', '.join(FAMILIES)}.")
-    return _methods()[family]
+    if prediction not in PREDICTIONS:
+        raise StmZooError(
+            f"Unknown prediction {prediction!r}: choose one of {', '.join(PREDICTIONS)}."
+        )
+    if time_sampling not in ("uniform", "grid", "logit-normal"):
+        raise StmZooError(
+            f"Unknown time sampling {time_sampling!r}: choose uniform, grid or logit-normal."
+        )
+    if output_range not in OUTPUT_RANGES:
+        raise StmZooError(
+            f"Unknown output range {output_range!r}: choose one of {', '.join(OUTPUT_RANGES)}."
+        )
+    method = _methods()[family]
+    if output_range == "minmax":
+        method = replace(
+            method, sample=partial(project_sample, method.sample), output_range="minmax"
+        )
+    if prediction == "native" and time_sampling == "uniform":
+        return method
+    if not method.uses_noise:
+        raise StmZooError(
+            f"The {family} family predicts the image in one pass: it takes no prediction or "
+            "time-sampling option."
+        )
+    base = _methods()[family]
+    sample = partial(base.sample, prediction=prediction)
+    return replace(
+        method,
+        loss=partial(base.loss, prediction=prediction, times=time_sampling),
+        sample=partial(project_sample, sample) if output_range == "minmax" else sample,
+        prediction=prediction,
+    )

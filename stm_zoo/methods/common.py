@@ -18,6 +18,18 @@ import torch
 
 Norm = Literal["l2", "l1"]
 
+Prediction = Literal["native", "x0"]
+"""What the network outputs: the family's own target ("native": the velocity for flow matching,
+the noise for DDIM, as in the paper) or the clean image x0, from which the sampler derives that
+target. x0 networks are built with `UNetConfig.residual`, so they start as the identity."""
+
+TimeSampling = Literal["uniform", "grid", "logit-normal"]
+"""How training draws the time: uniformly (the paper), from the times the 2-, 5- and 10-step
+samplers evaluate the network at ("grid"), or from a logit-normal density (Esser et al. 2024)."""
+
+SAMPLER_STEPS: tuple[int, ...] = (2, 5, 10)
+"""The sampler step counts the zoo evaluates (paper Tables II-IV); "grid" trains at their times."""
+
 NetworkFn = Callable[[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None], torch.Tensor]
 """`net(x, t, cond) -> (B, 1, H, W)`: the `stm_zoo.nn.UNet` call signature."""
 

@@ -22,7 +22,21 @@ from dataclasses import dataclass
 
 import torch
 
-from stm_zoo.methods.common import NetworkFn, Norm, randint, regression_loss, standard_normal
+from stm_zoo.methods.common import (
+    SAMPLER_STEPS,
+    NetworkFn,
+    Norm,
+    Prediction,
+    TimeSampling,
+    randint,
+    regression_loss,
+    standard_normal,
+)
+
+X0_SNR_CAP = 5.0
+"""x0 networks: Eq. 3's noise error equals the x0 error weighted by the signal-to-noise ratio
+alpha_t / (1 - alpha_t), which is ~1e5 near t = 0; the weight is capped at 5 (min-SNR-5, Hang et
+al. 2023), so the nearly clean steps do not swamp the rest."""
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
 """`f(x_t, t) -> eps`: x_t (B, C, H, W), t an integer step index in [0, T)."""
@@ -110,11 +124,44 @@ def predict_x0(
     return (x_t - (1 - alpha).sqrt() * eps) / alpha.sqrt()
 
 
+def draw_steps(
+    b: int,
+    generator: torch.Generator,
+    device: torch.device,
+    schedule: CosineSchedule = COSINE,
+    sampling: TimeSampling = "uniform",
+) -> torch.Tensor:
+    """(b,) int64 training step indices: uniform over {0..T-1} (the paper), the steps the 2-, 5-
+    and 10-step samplers visit ("grid"), or a logit-normal density over [0, T) ("logit-normal")."""
+    T = schedule.num_steps
+    if sampling == "uniform":
+        return randint(T, (b,), generator, device)
+    if sampling == "grid":
+        grid = torch.tensor(sorted({s for n in SAMPLER_STEPS for s in ddim_timesteps(T, n)}))
+        index = randint(len(grid), (b,), generator, "cpu")
+        return grid[index].to(device)
+    if sampling == "logit-normal":
+        u = torch.sigmoid(standard_normal((b,), generator, device))
+        return (u * T).long().clamp(0, T - 1)
+    raise ValueError(f"unknown time sampling {sampling!r}: use uniform, grid or logit-normal")
+
+
+def eps_from_x0(
+    x0_hat: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, schedule: CosineSchedule = COSINE
+) -> torch.Tensor:
+    """The noise implied by a clean-image estimate: (x_t - sqrt(a_t) x0_hat) / sqrt(1 - a_t)."""
+    alpha = schedule.alpha(t.long(), x_t.float())
+    return (x_t.float() - alpha.sqrt() * x0_hat.float()) / (1 - alpha).sqrt()
+
+
 def _noise_batch(
-    x0: torch.Tensor, generator: torch.Generator, schedule: CosineSchedule
+    x0: torch.Tensor,
+    generator: torch.Generator,
+    schedule: CosineSchedule,
+    sampling: TimeSampling = "uniform",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Draw t ~ U{0..T-1} and eps ~ N(0, I) per sample; return (t, eps, x_t)."""
-    t = randint(schedule.num_steps, (x0.shape[0],), generator, x0.device)
+    """Draw t (as `sampling` says) and eps ~ N(0, I) per sample; return (t, eps, x_t)."""
+    t = draw_steps(x0.shape[0], generator, x0.device, schedule, sampling)
     eps = standard_normal(x0.shape, generator, x0.device)
     return t, eps, noised(x0, eps, t, schedule)
 
@@ -126,8 +173,13 @@ def loss(
     generator: torch.Generator,
     norm: Norm = "l2",
     schedule: CosineSchedule = COSINE,
+    prediction: Prediction = "native",
+    times: TimeSampling = "uniform",
 ) -> torch.Tensor:
     """DDIM objective, Eq. 3: regress net(x_t, t, cond) onto the noise eps.
+
+    An "x0" network outputs the clean image; its loss is Eq. 3's noise error written on x0, the x0
+    error weighted by the signal-to-noise ratio, with that weight capped at `X0_SNR_CAP`.
 
     Args:
         net: the noise network, called as net(x_t, t, cond) with t (B,) float step indices.
@@ -136,13 +188,20 @@ def loss(
         generator: the source of t and eps (any device; draws move to x0's device).
         norm: "l2" (default) or "l1".
         schedule: the noise schedule.
+        prediction: what the network outputs ("native": the noise; "x0": the clean image).
+        times: how the step index is drawn (`common.TimeSampling`).
 
     Returns:
         Scalar fp32 loss.
     """
     x0 = x0.float()
-    t, eps, x_t = _noise_batch(x0, generator, schedule)
-    return regression_loss(net(x_t, t.float(), cond), eps, norm)
+    t, eps, x_t = _noise_batch(x0, generator, schedule, times)
+    output = net(x_t, t.float(), cond)
+    if prediction == "native":
+        return regression_loss(output, eps, norm)
+    alpha = schedule.alpha(t, x0)
+    weight = (alpha / (1 - alpha)).clamp_max(X0_SNR_CAP)
+    return regression_loss(weight.sqrt() * (output.float() - x0), torch.zeros_like(x0), norm)
 
 
 def wrapped_phase_difference(reference: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
@@ -196,8 +255,12 @@ def loss_fft(
     norm: Norm = "l2",
     schedule: CosineSchedule = COSINE,
     clip_x0: float | None = 1.0,
+    prediction: Prediction = "native",
+    times: TimeSampling = "uniform",
 ) -> torch.Tensor:
     """DDIM + FFT objective, Eq. 4: 1/2 L_DM + 1/4 amplitude term + 1/4 phase term.
+
+    An "x0" network's noise estimate is derived from its clean-image output (`eps_from_x0`).
 
     The reconstruction is x0_hat = (x_t - sqrt(1 - alpha_t) eps_theta) / sqrt(alpha_t), clamped to
     [-clip_x0, clip_x0] as the sampler does: at large t the factor 1 / sqrt(alpha_t) (up to ~2e4)
@@ -212,8 +275,10 @@ def loss_fft(
         Scalar fp32 loss.
     """
     x0 = x0.float()
-    t, eps, x_t = _noise_batch(x0, generator, schedule)
+    t, eps, x_t = _noise_batch(x0, generator, schedule, times)
     eps_hat = net(x_t, t.float(), cond).float()
+    if prediction == "x0":
+        eps_hat = eps_from_x0(eps_hat, x_t, t, schedule)
     x0_hat = predict_x0(x_t, eps_hat, t, schedule)
     if clip_x0 is not None:
         x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
@@ -297,6 +362,7 @@ def sample(
     steps: int,
     noise: torch.Tensor,
     schedule: CosineSchedule = COSINE,
+    prediction: Prediction = "native",
 ) -> torch.Tensor:
     """Restore with deterministic DDIM from `noise`.
 
@@ -307,6 +373,7 @@ def sample(
         noise: (B, 1, H, W) standard normal start, passed in so that overlapping tiles can share
             one noise field and a seed reproduces a result.
         schedule: the noise schedule the network was trained with.
+        prediction: what the network outputs (as in `loss`).
 
     Returns:
         (B, 1, H, W) float32 restored images in [-1, 1].
@@ -315,6 +382,7 @@ def sample(
 
     def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
         times = torch.full((b,), float(t), dtype=torch.float32, device=x.device)
-        return net(x, times, cond)
+        output = net(x, times, cond)
+        return output if prediction == "native" else eps_from_x0(output, x, times, schedule)
 
     return ddim_sample(eps_fn, schedule, noise.float(), steps)

@@ -25,6 +25,9 @@ from torch import nn
 
 from stm_zoo.nn.layers import Downsample, ResBlock, SelfAttention, Upsample, timestep_embedding
 
+ADDED_FIELDS = ("residual", "global_context")
+"""UNetConfig fields a config.json written before them may lack (their default is the old net)."""
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -51,6 +54,15 @@ class UNetConfig:
             same parameters (+/- the stem and output convs) for a quarter of the compute, and
             lossless (no pixel is averaged away). The small preset uses 2 so that one network
             evaluation at 128x128 costs ~3 GFLOP instead of ~12 on a CPU.
+        residual: add the conditioning image (the last input channel) to the output, so that the
+            output is "the conditioning image plus a learnt correction". With the zero-initialised
+            output conv the untrained network returns its conditioning image exactly: the identity
+            start of the x0-parametrised families (`stm_zoo.methods`). Needs out_channels == 1.
+        global_context: pool the coarsest features over the whole image (mean and max) and add
+            them, through a zero-initialised linear map, to the embedding the decoder blocks
+            receive. It lets every pixel see image-wide statistics (the [-1, 1] scaling of a
+            tile, tip-change bands) that the convolutions' receptive field does not reach.
+            Needs time conditioning (it rides on the time embedding).
     """
 
     in_channels: int = 2
@@ -65,6 +77,8 @@ class UNetConfig:
     norm_groups: int = 32
     dropout: float = 0.0
     patch_size: int = 1
+    residual: bool = False
+    global_context: bool = False
 
     def __post_init__(self) -> None:
         # Tuples even when built from JSON lists, so that configs stay hashable and comparable.
@@ -86,6 +100,12 @@ class UNetConfig:
             raise ValueError("time_scale must be positive")
         if self.patch_size < 1:
             raise ValueError("patch_size must be at least 1")
+        if self.residual and self.out_channels != 1:
+            raise ValueError(
+                "a residual network adds its conditioning image: out_channels must be 1"
+            )
+        if self.global_context and not self.time_conditioning:
+            raise ValueError("global_context rides on the time embedding: needs time_conditioning")
 
     @property
     def levels(self) -> int:
@@ -128,13 +148,15 @@ class UNetConfig:
         """Inverse of `to_dict`.
 
         Every field must be present, so that a stored config never silently picks up a default
-        that may change between versions.
+        that may change between versions; the exceptions are the fields added later whose
+        default reproduces the networks stored before them (`ADDED_FIELDS`).
 
         Raises:
             ValueError: missing, unknown or invalid fields.
         """
         known = {f.name for f in fields(cls)}
-        unknown, missing = sorted(set(data) - known), sorted(known - set(data))
+        unknown = sorted(set(data) - known)
+        missing = sorted(known - set(data) - set(ADDED_FIELDS))
         if unknown or missing:
             raise ValueError(f"U-Net config fields unknown: {unknown}, missing: {missing}")
         return cls(**data)
@@ -180,6 +202,16 @@ class UNet(nn.Module):
         self.attn = (
             SelfAttention(width, config.attention_heads, groups) if config.attention else None
         )
+
+        self.global_mlp = None
+        if config.global_context:
+            # Mean and max of the coarsest features -> the decoder's embedding; zero-initialised
+            # so that switching it on leaves an untrained (or warm-started) network unchanged.
+            self.global_mlp = nn.Sequential(
+                nn.Linear(2 * width, emb), nn.SiLU(), nn.Linear(emb, emb)
+            )
+            nn.init.zeros_(self.global_mlp[-1].weight)
+            nn.init.zeros_(self.global_mlp[-1].bias)
 
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
@@ -236,6 +268,7 @@ class UNet(nn.Module):
         if h.shape[-2] % m or h.shape[-1] % m:
             raise ValueError(f"H and W must be multiples of {m}, got {tuple(h.shape[-2:])}")
 
+        conditioning = h[:, -1:]
         # Follow the weights' dtype (a bf16 checkpoint gets bf16 inputs; autocast still applies).
         h = h.to(self.stem.weight.dtype)
         emb = self._embed_time(t, h)
@@ -254,6 +287,9 @@ class UNet(nn.Module):
             h = block(h, emb)
             if i == 0 and self.attn is not None:
                 h = self.attn(h)
+        if self.global_mlp is not None:
+            pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+            emb = emb + self.global_mlp(pooled).to(emb.dtype)
 
         for i, blocks in enumerate(self.up):
             if i > 0:
@@ -264,6 +300,8 @@ class UNet(nn.Module):
         out = self.out_conv(nn.functional.silu(self.out_norm(h)))
         if self.config.patch_size > 1:
             out = nn.functional.pixel_shuffle(out, self.config.patch_size)
+        if self.config.residual:
+            out = out.float() + conditioning.float()
         return out
 
     def _embed_time(self, t: torch.Tensor | float | None, h: torch.Tensor) -> torch.Tensor | None:

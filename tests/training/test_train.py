@@ -421,3 +421,36 @@ def test_ddim_learns_to_restore(line_noise_data, tmp_path):
     assert learned >= tr.mean_psnr(noisy_only[:, 0].numpy(), clean) + 3.0
     rows = _log_rows(result.run_dir / tr.LOG_NAME)
     assert float(rows[-1]["loss"]) < 0.2 * float(rows[0]["loss"])
+
+
+def test_time_lr_factor_lays_warm_up_and_cosine_over_the_budget():
+    config = tiny_config(steps=100, warmup_steps=10, time_budget_min=1.0, final_lr_ratio=0.1)
+    assert tr.time_lr_factor(3.0, config) == pytest.approx(0.5)  # 10 % of 60 s is warm-up
+    assert tr.time_lr_factor(6.0, config) == pytest.approx(1.0)
+    assert tr.time_lr_factor(33.0, config) == pytest.approx(0.55)
+    assert tr.time_lr_factor(60.0, config) == pytest.approx(0.1)
+    assert tr.time_lr_factor(600.0, config) == pytest.approx(0.1)
+
+
+def test_recipe_run_with_a_time_budget_writes_an_x0_entry(data_dir, tmp_path):
+    """x0 output, grid times, crops, global context and a wall-clock budget, end to end: the run
+    stops when the budget is spent, marks itself complete and its entry restores with x0."""
+    config = tiny_config(
+        steps=10_000,
+        prediction="x0",
+        time_sampling="grid",
+        crop_px=32,
+        global_context=True,
+        output_range="minmax",
+        time_budget_min=0.05,
+    )
+    result = tr.train(config, data_dir, tmp_path / "zoo", tmp_path / "run", progress=False)
+    assert 0 < result.step < 10_000 and result.completed is True
+    entry = load_entry(result.entry_dir, device="cpu")
+    assert entry.config.prediction == "x0" and entry.config.output_range == "minmax"
+    assert entry.config.training["complete"] is True
+    assert entry.network.config.residual and entry.network.config.global_context
+    assert "clean image" in entry.config.training["loss"]
+    # Resuming with the budget spent trains nothing more and rewrites the same entry.
+    again = tr.train(config, data_dir, tmp_path / "zoo", tmp_path / "run", progress=False)
+    assert again.step == result.step

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stm_zoo.preprocess import normalise_tiles
+
 
 def unit_range_affine(image: np.ndarray) -> tuple[float, float]:
     """(low, scale) with ``(image - low) * scale`` spanning exactly [0, 1].
@@ -29,12 +31,8 @@ def to_unit_range(image: np.ndarray) -> np.ndarray:
 def to_symmetric_range(image: np.ndarray) -> np.ndarray:
     """Step 9: `image` (H, W) -> (H, W) float32 with min exactly -1 and max exactly 1.
 
-    A constant image (e.g. a flat crop) maps to all zeros.
+    A constant image (e.g. a flat crop) maps to all zeros. This is `stm_zoo.preprocess.
+    normalise_tiles`, the one normalisation that training crops and inference tiles use too.
     """
-    image = np.asarray(image, dtype=np.float64)
-    low = float(image.min())
-    span = float(image.max()) - low
-    if span <= 0:
-        return np.zeros(image.shape, dtype=np.float32)
-    # (max - low) / span is exactly 1.0 in IEEE arithmetic, so the extremes are exactly -1 and 1.
-    return ((image - low) / span * 2.0 - 1.0).astype(np.float32)
+    normalised, _, _ = normalise_tiles(np.asarray(image, dtype=np.float64))
+    return normalised.astype(np.float32)

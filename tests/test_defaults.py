@@ -1,0 +1,103 @@
+"""The default model is the best measured entry that beats classical; the UI warns otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stm_zoo import app_support
+from stm_zoo.zoo import EntryConfig, default_model, test_score, write_entry
+
+NET = {
+    "channels": [8, 16],
+    "blocks_per_level": [1, 1],
+    "middle_blocks": 1,
+    "norm_groups": 4,
+    "in_channels": 2,
+    "out_channels": 1,
+    "attention": False,
+    "attention_heads": 4,
+    "time_conditioning": True,
+    "time_scale": 1.0,
+    "dropout": 0.0,
+    "patch_size": 1,
+}
+
+
+def entry(
+    root: Path,
+    task: str,
+    family: str,
+    size: str,
+    psnr: float,
+    ssim: float,
+    classical: tuple[float, float] | None = (23.0, 0.5),
+) -> None:
+    from stm_zoo.nn import UNet, UNetConfig
+
+    test = {
+        "psnr_2steps": psnr - 1,
+        "ssim_2steps": ssim - 0.1,
+        "psnr_5steps": psnr,
+        "ssim_5steps": ssim,
+        "input_psnr": 21.0,
+        "input_ssim": 0.47,
+    }
+    if classical is not None:
+        test.update({"classical_psnr": classical[0], "classical_ssim": classical[1]})
+    config = EntryConfig(
+        task,
+        family,
+        size,
+        NET,
+        metrics={"test": test},
+        sr_factor={"restore": 1, "sr2": 2, "sr4": 4}[task],
+    )
+    net = UNet(UNetConfig.from_dict(NET))
+    write_entry(root / task / f"{family}-{size}", config, net.state_dict(), "card", "float32")
+
+
+def test_score_takes_the_best_step_count(tmp_path: Path) -> None:
+    entry(tmp_path, "restore", "fm", "small", 26.0, 0.7)
+    config = EntryConfig.from_file(tmp_path / "restore/fm-small/config.json")
+    score = test_score(config)
+    assert (score.psnr, score.ssim, score.label) == (26.0, 0.7, "5steps")
+    assert score.beats_classical
+
+
+def test_default_is_the_best_entry_that_beats_classical(tmp_path: Path) -> None:
+    entry(tmp_path, "restore", "fm", "small", 26.0, 0.7)
+    entry(tmp_path, "restore", "ddim", "small", 27.0, 0.72)
+    entry(tmp_path, "restore", "fm", "large", 30.0, 0.45)  # best PSNR, but SSIM below classical
+    entry(tmp_path, "sr2", "fm", "small", 22.0, 0.6)  # below classical
+    entry(tmp_path, "sr4", "fm", "small", 40.0, 0.9, classical=None)  # never compared
+    assert default_model("restore", tmp_path) == ("ddim", "small")
+    assert default_model("sr2", tmp_path) == ("classical", "small")
+    assert default_model("sr4", tmp_path) == ("classical", "small")
+
+
+def test_default_ignores_cards_without_weights(tmp_path: Path) -> None:
+    entry(tmp_path, "restore", "fm", "small", 26.0, 0.7)
+    (tmp_path / "restore/fm-small/model.safetensors").unlink()
+    assert default_model("restore", tmp_path) == ("classical", "small")
+
+
+def test_ui_says_when_an_entry_does_not_beat_classical(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("STM_ZOO_DIR", str(tmp_path))
+    entry(tmp_path, "sr2", "fm", "small", 22.0, 0.6)
+    entry(tmp_path, "restore", "fm", "small", 26.0, 0.7)
+    assert "does **not** beat the classical baseline" in app_support.model_status(
+        "sr2", "fm", "small"
+    )
+    good = app_support.model_status("restore", "fm", "small")
+    assert "not" not in good and "classical 23.0 dB" in good
+    assert app_support.default_model("restore") == ("fm", "small")
+
+
+@pytest.mark.parametrize("task", ["restore", "sr2", "sr4"])
+def test_bundled_zoo_defaults_beat_classical_or_are_classical(task: str) -> None:
+    family, size = default_model(task)
+    if family != "classical":
+        config = EntryConfig.from_file(Path("zoo") / task / f"{family}-{size}" / "config.json")
+        assert test_score(config).beats_classical

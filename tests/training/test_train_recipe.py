@@ -1,0 +1,109 @@
+"""Training-recipe pieces: crops, the one tile normalisation, warm starts, the new config fields."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stm_zoo.errors import StmZooError
+from stm_zoo.inference import make_tile_fn
+from stm_zoo.nn import UNet, UNetConfig
+from stm_zoo.preprocess import normalise_tiles
+from stm_zoo.zoo import EntryConfig, LoadedModel, write_entry
+from training import train as tr
+from training.configs import TrainConfig, preset
+from training.degradations.normalise import to_symmetric_range
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_random_crops_are_renormalised_windows_of_the_same_place() -> None:
+    clean = torch.linspace(-1, 1, 128 * 128).view(1, 1, 128, 128).repeat(3, 1, 1, 1)
+    degraded = -clean
+    g = torch.Generator().manual_seed(0)
+    c, d = tr.random_crops(clean, degraded, 64, g)
+    assert c.shape == d.shape == (3, 1, 64, 64)
+    for i in range(3):
+        assert float(c[i].min()) == -1.0 and float(c[i].max()) == 1.0
+    torch.testing.assert_close(c, -d)  # the same window in both images
+
+
+def test_flat_tiles_normalise_to_zero_in_training_and_inference() -> None:
+    """The one normalisation: the pipeline, the training crops and the inference tiles."""
+    flat = np.full((1, 16, 16), 3.0, dtype=np.float32)
+    assert np.all(normalise_tiles(flat)[0] == 0)
+    assert np.all(to_symmetric_range(flat[0]) == 0)
+    crop, _ = tr.random_crops(
+        torch.full((1, 1, 32, 32), 0.5),
+        torch.zeros(1, 1, 32, 32),
+        16,
+        torch.Generator().manual_seed(0),
+    )
+    assert torch.all(crop == 0)
+    seen = {}
+
+    class Spy(torch.nn.Module):
+        def forward(self, x, t, cond):
+            seen["cond"] = cond.clone()
+            return cond
+
+    config = EntryConfig("restore", "ae", "large", {})
+    run = make_tile_fn(LoadedModel(config, Spy(), "cpu", "float32", "test"), steps=1)
+    out = run(flat, None)
+    assert torch.all(seen["cond"] == 0)
+    np.testing.assert_allclose(out, flat)  # and the flat tile comes back unchanged
+
+
+def test_normalisation_matches_the_pipeline_bit_for_bit() -> None:
+    image = np.random.default_rng(0).normal(size=(32, 32))
+    ours = normalise_tiles(image)[0].astype(np.float32)
+    np.testing.assert_array_equal(ours, to_symmetric_range(image))
+
+
+def test_warm_start_loads_matching_weights(tmp_path) -> None:
+    small = dict(channels=(8, 16), blocks_per_level=(1, 1), middle_blocks=1, norm_groups=4)
+    source = UNet(UNetConfig(**small, time_scale=1000.0))
+    for p in source.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    entry = EntryConfig("restore", "fm", "small", source.config.to_dict())
+    write_entry(tmp_path / "e", entry, source.state_dict(), "card", "float32")
+    target = UNet(UNetConfig(**small, time_scale=1.0, global_context=True, residual=True))
+    loaded = tr.warm_start(target, tmp_path / "e")
+    assert loaded == len(source.state_dict())
+    torch.testing.assert_close(target.stem.weight, source.stem.weight)
+    # The new global-context branch keeps its zero output: the warm network is unchanged by it.
+    assert torch.all(target.global_mlp[-1].weight == 0)
+    with pytest.raises(StmZooError, match="cannot read"):
+        tr.warm_start(target, tmp_path / "nowhere")
+
+
+def test_new_config_fields_are_validated_and_reach_the_network() -> None:
+    base = preset("restore/fm-small@cpu")
+    config = TrainConfig(
+        **{
+            **base.to_dict(),
+            "prediction": "x0",
+            "time_sampling": "grid",
+            "crop_px": 64,
+            "global_context": True,
+        }
+    )
+    net = tr.network_config(config)
+    assert net.residual and net.global_context
+    assert tr.config_method(config).prediction == "x0"
+    with pytest.raises(StmZooError, match="crop-px"):
+        TrainConfig(**{**base.to_dict(), "crop_px": 50})
+    with pytest.raises(StmZooError, match="prediction"):
+        TrainConfig(**{**base.to_dict(), "prediction": "v"})
+
+
+def test_x0_entry_round_trips_through_the_zoo(tmp_path) -> None:
+    from stm_zoo.zoo import load_entry
+
+    net = UNet(UNetConfig.small(time_scale=1000.0, residual=True))
+    entry = EntryConfig("restore", "fm", "small", net.config.to_dict(), prediction="x0")
+    write_entry(tmp_path, entry, net.state_dict(), "card", "bfloat16")
+    loaded = load_entry(tmp_path, device="cpu")
+    assert loaded.config.prediction == "x0"
+    assert loaded.config.method().prediction == "x0"
