@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.metrics import DATA_RANGE, psnr_batch, ssim_batch
+from evaluation.metrics import DATA_RANGE, affine_psnr_batch, psnr_batch, ssim_batch
 from stm_zoo.errors import StmZooError
 from stm_zoo.zoo import (
     CONFIG_NAME,
@@ -593,12 +593,14 @@ class ScoredRow:
         psnr: (N,) dB, data_range 2.
         ssim: (N,).
         seconds_per_image: wall time of producing the outputs, per image (0 for the input row).
+        apsnr: (N,) dB after the best affine map onto the clean tile (`affine_psnr_batch`).
     """
 
     spec: RowSpec
     psnr: np.ndarray
     ssim: np.ndarray
     seconds_per_image: float = 0.0
+    apsnr: np.ndarray = field(default_factory=lambda: np.full(0, np.nan))
 
     def mean(self, metric: str) -> float:
         """Mean over the images, leaving out PSNR = inf (an input identical to its clean tile,
@@ -618,15 +620,22 @@ class ScoredRow:
             "model": self.spec.model,
             "psnr_mean": self.mean("psnr"),
             "ssim_mean": self.mean("ssim"),
+            "apsnr_mean": self.mean("apsnr"),
             "seconds_per_image": self.seconds_per_image,
             "psnr": self.psnr.tolist(),
             "ssim": self.ssim.tolist(),
+            "apsnr": self.apsnr.tolist(),
         }
 
 
-def score(outputs: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image (PSNR, SSIM) of (N, H, W) outputs against (N, H, W) clean tiles, data_range 2."""
-    return psnr_batch(outputs, clean, DATA_RANGE), ssim_batch(outputs, clean, DATA_RANGE)
+def score(outputs: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-image (PSNR, SSIM, affine PSNR) of (N, H, W) outputs against (N, H, W) clean tiles,
+    data_range 2."""
+    return (
+        psnr_batch(outputs, clean, DATA_RANGE),
+        ssim_batch(outputs, clean, DATA_RANGE),
+        affine_psnr_batch(outputs, clean, DATA_RANGE),
+    )
 
 
 @dataclass
@@ -701,11 +710,12 @@ def score_set(
         (scored rows, the input row first; the outputs with their first `keep` images).
     """
     assert tiles.clean is not None, "synthetic sets carry clean targets"
-    rows = [ScoredRow(RowSpec("input"), *score(tiles.degraded, tiles.clean))]
+    psnr, ssim, apsnr = score(tiles.degraded, tiles.clean)
+    rows = [ScoredRow(RowSpec("input"), psnr, ssim, 0.0, apsnr)]
     kept = []
     for out in outputs:
-        psnr, ssim = score(out.images, tiles.clean)
-        rows.append(ScoredRow(out.spec, psnr, ssim, out.seconds / max(len(tiles), 1)))
+        psnr, ssim, apsnr = score(out.images, tiles.clean)
+        rows.append(ScoredRow(out.spec, psnr, ssim, out.seconds / max(len(tiles), 1), apsnr))
         kept.append(Outputs(out.spec, out.images[:keep].copy(), out.seconds))
     return rows, kept
 

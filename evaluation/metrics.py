@@ -93,6 +93,31 @@ def psnr_batch(a: ArrayLike, b: ArrayLike, data_range: float = DATA_RANGE) -> np
     return np.array([psnr(x, y, data_range) for x, y in zip(a, b, strict=True)], dtype=np.float64)
 
 
+def affine_fit_batch(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Each image of `a` after its best (least-squares) affine map onto its reference in `b`.
+
+    Args:
+        a: (N, H, W) images. b: (N, H, W) references.
+
+    Returns:
+        (N, H, W) float64 `alpha_i * a_i + beta_i`; a constant image maps to its reference's mean.
+    """
+    a, b = _image_pair(a, b, 3)
+    x = a.reshape(len(a), -1).astype(np.float64)
+    y = b.reshape(len(b), -1).astype(np.float64)
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    var = (xc**2).sum(axis=1, keepdims=True)
+    slope = np.where(var > 0, (xc * yc).sum(axis=1, keepdims=True) / np.where(var > 0, var, 1), 0)
+    return (slope * xc + y.mean(axis=1, keepdims=True)).reshape(a.shape)
+
+
+def affine_psnr_batch(a: ArrayLike, b: ArrayLike, data_range: float = DATA_RANGE) -> np.ndarray:
+    """Per-image PSNR after the best affine map of each image onto its reference: structure
+    only, blind to the intensity calibration that the [-1, 1] min/max normalisation sets."""
+    return psnr_batch(affine_fit_batch(a, b), b, data_range)
+
+
 def ssim_batch(a: ArrayLike, b: ArrayLike, data_range: float = DATA_RANGE) -> np.ndarray:
     """Per-image SSIM.
 

@@ -62,10 +62,10 @@ def load_reference(path: Path = REFERENCE_PATH):
 def affine_psnr(output: np.ndarray, reference: np.ndarray) -> float:
     """PSNR of `output` against `reference` after the least-squares affine map of output onto
     reference; the data range is the reference's max - min."""
-    y = output.ravel().astype(np.float64)
-    x = reference.ravel().astype(np.float64)
-    a, b = np.polyfit(y, x, 1)
-    mse = float(np.mean((a * y + b - x) ** 2))
+    from evaluation.metrics import affine_fit_batch
+
+    x = reference.astype(np.float64)
+    mse = float(np.mean((affine_fit_batch(output[None], x[None])[0] - x) ** 2))
     data_range = float(x.max() - x.min())
     return float("inf") if mse == 0 else 10.0 * np.log10(data_range**2 / mse)
 
@@ -87,11 +87,12 @@ def check_output(
     psnr = affine_psnr(output, reference)
     # Powers are compared after the same affine map, so a global rescale is not a loss; in units
     # of the reference's standard deviation, so that metres and nanometres read alike.
+    from evaluation.metrics import affine_fit_batch
+
     ref = reference.astype(np.float64)
-    a, b = np.polyfit(output.ravel().astype(np.float64), ref.ravel(), 1)
     unit = max(float(ref.std()), 1e-300)
     k_in, p_in = row_peak(ref / unit, pixel_size_nm)
-    k_out, p_out = row_peak((a * output.astype(np.float64) + b) / unit, pixel_size_nm)
+    k_out, p_out = row_peak(affine_fit_batch(output[None], ref[None])[0] / unit, pixel_size_nm)
     shift = abs(k_out - k_in) / k_in
     power = p_out / p_in if p_in > 0 else 0.0
     passed = psnr >= MIN_PSNR_DB and shift <= MAX_PEAK_SHIFT and power >= MIN_PEAK_POWER

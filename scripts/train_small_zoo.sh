@@ -6,8 +6,9 @@
 #
 # Environment: DATA (datasets, default ~/.cache/stm-zoo/data/<task>, built with
 # `python -m training data --task <task> --simulate 54 --out ...`), RUNS (resumable state, default
-# ~/.cache/stm-zoo/runs), ZOO (output, default zoo), STEPS_<task>_<family> to override a preset's
-# step count (e.g. STEPS_restore_fm=12000 to train longer).
+# ~/.cache/stm-zoo/runs), ZOO (output, default zoo), MINUTES_<task>_<family> to override a
+# preset's wall-clock budget (e.g. MINUTES_restore_fm=120 to train longer; a resumed run whose
+# budget grows continues with the cosine stretched over the new budget).
 #
 # Each run resumes from $RUNS/<task>/<family>-small when a checkpoint is there. A fresh run
 # warm-starts from the committed weights: its own entry in $ZOO when that exists and was trained
@@ -38,9 +39,9 @@ for entry in "${ENTRIES[@]}"; do
   name="$task/$family-small"
   run="$RUNS/$name"
   args=(--preset "$name@cpu" --data "$DATA/$task" --out "$ZOO" --run-dir "$run")
-  steps_var="STEPS_${task}_${family//-/_}"
-  if [ -n "${!steps_var:-}" ]; then
-    args+=(--steps "${!steps_var}")
+  minutes_var="MINUTES_${task}_${family//-/_}"
+  if [ -n "${!minutes_var:-}" ]; then
+    args+=(--time-budget-min "${!minutes_var}")
   fi
   if [ ! -f "$run/training_state.pt" ]; then
     if [ -f "$ZOO/$name/model.safetensors" ] && same_prediction "$ZOO/$name" "$name@cpu"; then

@@ -247,9 +247,10 @@ def _cpu_budget(key: EntryKey) -> TrainConfig:
     (`scripts/bench_learning.py`, docs/benchmarks.md): the network predicts the clean image as
     its input plus a correction (identity start), trained on the x0 error at the times the 2-,
     5- and 10-step samplers evaluate, on whole 128x128 pairs (64 px crops, renormalised or not,
-    learn a calibration that is wrong at 128 px), the U-Net's global-context branch, batch 32 at lr 1e-3 with the warm-up and cosine
-    laid over a wall-clock budget, bf16 autocast in NCHW (channels_last costs bf16 its speed-up,
-    docs/benchmarks.md). `steps` only bounds the run; the budget ends it."""
+    learn a calibration that is wrong at 128 px), with the U-Net's global-context branch, batch
+    32 at lr 1e-3 with the warm-up and cosine laid over a wall-clock budget, bf16 autocast in NCHW
+    (channels_last costs bf16 its speed-up, docs/benchmarks.md). `steps` only bounds the run;
+    the budget ends it."""
     return dataclasses.replace(
         _full_budget(key),
         steps=100_000,

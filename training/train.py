@@ -1113,6 +1113,13 @@ def _train(
     def wall() -> float:
         return state.wall_time_s + time.perf_counter() - session_start
 
+    def apply_time_lr() -> None:
+        """With a wall-clock budget, the learning rate follows the time, not the step count."""
+        if config.time_budget_min:
+            factor = time_lr_factor(wall(), config)
+            for group in state.optimizer.param_groups:
+                group["lr"] = config.lr * factor
+
     if config.time_budget_min and state.wall_time_s >= 60.0 * config.time_budget_min:
         end = state.step  # resumed with the budget spent: score and write the entry only
     state.model.train()
@@ -1129,10 +1136,7 @@ def _train(
                 pin_memory=device.type == "cuda",
             )
             for clean, degraded in loader:
-                if config.time_budget_min:
-                    factor = time_lr_factor(wall(), config)
-                    for group in state.optimizer.param_groups:
-                        group["lr"] = config.lr * factor
+                apply_time_lr()
                 clean = clean.to(device, non_blocking=True, memory_format=memory_format)
                 degraded = degraded.to(device, non_blocking=True, memory_format=memory_format)
                 loss, norm = train_step(
@@ -1146,6 +1150,7 @@ def _train(
                     config.crop_px,
                     config.crop_renormalise,
                 )
+                apply_time_lr()  # so that the logged learning rate is the one the next step uses
                 sums[0] += loss
                 if norm is not None:
                     sums[1] += norm

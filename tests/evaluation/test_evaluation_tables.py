@@ -177,6 +177,10 @@ def test_update_cards_then_a_second_run_reproduces_the_card_numbers(restore_setu
         assert _row(raw["test"]["rows"], "input")["psnr_mean"] == pytest.approx(
             test_metrics["input_psnr"], abs=1e-6
         )
+        # The classical baseline's numbers on the same images: what the default rule compares.
+        assert _row(raw["test"]["rows"], "classical")["psnr_mean"] == pytest.approx(
+            test_metrics["classical_psnr"], abs=1e-6
+        )
     # The card shows the numbers to 4 significant digits, exactly those of the second run.
     fm2 = _row(second["test"]["rows"], "fm", 2)
     shown = dict(re.findall(r"\| (test/\w+) \| ([-\d.e+]+) \|", card))
