@@ -17,15 +17,17 @@ The learning rate follows the recipe's schedule in optimiser steps, except for r
 for a run of known length). Writes `<out>.json` (all numbers), `<out>.md` (the table) and
 `<out>.png` (learning curves: PSNR against minutes and against samples).
 
-Recipes (each row changes the one before it unless said otherwise; all on restore/fm-small):
-  a  today's CPU preset: velocity output, uniform t, 128x128 crops, lr 4e-4, batch 16
-  b  a + t drawn from the sampler's own evaluation times (2/5/10-step RK2 grid)
-  c  b + 64x64 training crops (validated on 128x128)
-  d  c + x0 output (clean image = input + correction, identity start; velocity derived)
-  e  d + a short-run schedule: lr 1e-3, 2 % warm-up, cosine over the budget, batch 32
-  g  e + a flow from the degraded image (start = degraded + 0.3 noise; InDI-style)
-  h  e + the U-Net's global-context branch
-  f  (with --task sr2/sr4 and --init-from) e from scratch against e warm-started
+Recipes (restore/fm-small unless said otherwise; `recipes()` has the exact settings):
+  a   the CPU preset before this study: velocity output, uniform t, 128x128, lr 4e-4, batch 16
+  b   a + t drawn from the samplers' own evaluation times (2/5/10-step RK2 grid)
+  c   b + 64x64 training crops, renormalised (validated on 128x128)
+  d   c + x0 output (clean image = input + correction, identity start; velocity derived),
+      Eq. 7's 1/(1-t)^2 weight capped at 16;  d1: the same with the plain x0 error
+  d2  b + x0 output, plain x0 error (128 px);  d3: d1 with crops kept in the 128 px scale
+  e2  d2 + a short-run schedule: lr 1e-3, batch 32, warm-up and cosine over the budget
+  g2  e2 + a flow from the degraded image (start = degraded + 0.3 noise; InDI-style)
+  h2  e2 + the U-Net's global-context branch (the recipe of the `@cpu` presets)
+  f0 / f1  (with --task sr2 or sr4) h2 from scratch against h2 warm-started from --init-from
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ def recipes(task: str, init_from: str) -> dict[str, Recipe]:
     d = {**c, "prediction": "x0"}
     e = {**d, "lr": 1e-3, "batch": 32}
     e2 = {**b, "prediction": "x0", "lr": 1e-3, "batch": 32}
+    h2 = {**e2, "global_context": True}
     rows = [
         Recipe("a", "today's CPU preset (velocity, uniform t, 128 px)", a),
         Recipe("b", "a + t on the sampler's grid", b),
@@ -129,11 +132,11 @@ def recipes(task: str, init_from: str) -> dict[str, Recipe]:
         Recipe(
             "h", "e + global-context branch", {**e, "global_context": True}, True, weight_cap=1.0
         ),
-        Recipe("f0", f"e on {task}, from scratch", e, True, weight_cap=1.0),
+        Recipe("f0", f"h2 on {task}, from scratch", h2, True, weight_cap=1.0),
         Recipe(
             "f1",
-            f"e on {task}, warm start from {init_from}",
-            {**e, "init_from": init_from},
+            f"h2 on {task}, warm start from {init_from}",
+            {**h2, "init_from": init_from},
             True,
             weight_cap=1.0,
         ),

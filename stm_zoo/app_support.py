@@ -336,14 +336,14 @@ def default_model(task: str) -> tuple[str, str]:
 
 def _quality_note(task: str, family: str, size: str) -> str:
     """A warning when the entry's card does not show it beating the classical baseline."""
-    from stm_zoo.zoo import CONFIG_NAME, EntryConfig, EntryKey, test_score, zoo_dir
+    from stm_zoo.zoo import CONFIG_NAME, EntryConfig, EntryKey, synthetic_score, zoo_dir
     from stm_zoo.zoo_cli import cached_config
 
     key = EntryKey(task, family, size)
     path = zoo_dir() / key.subdir / CONFIG_NAME
     path = path if path.is_file() else cached_config(key)
     try:
-        score = test_score(EntryConfig.from_file(path)) if path is not None else None
+        score = synthetic_score(EntryConfig.from_file(path)) if path is not None else None
     except StmZooError:
         score = None
     if score is None:

@@ -161,7 +161,7 @@ class EntryConfig:
 
 
 @dataclass(frozen=True)
-class TestScore:
+class SyntheticScore:
     """What an entry's card says of it on the synthetic test set (`metrics["test"]`).
 
     Attributes:
@@ -185,7 +185,7 @@ class TestScore:
         return self.psnr > self.classical_psnr and self.ssim > self.classical_ssim
 
 
-def test_score(config: EntryConfig) -> TestScore | None:
+def synthetic_score(config: EntryConfig) -> SyntheticScore | None:
     """The entry's best synthetic-test result from its card, or None if it has none."""
     test = config.metrics.get("test", {})
     if not isinstance(test, dict):
@@ -203,7 +203,7 @@ def test_score(config: EntryConfig) -> TestScore | None:
         value = test.get(name)
         return float(value) if isinstance(value, int | float) else None
 
-    return TestScore(
+    return SyntheticScore(
         float(test[f"psnr_{best}"]),
         float(test[f"ssim_{best}"]),
         best,
@@ -225,7 +225,7 @@ def default_model(task: str, root: Path | None = None) -> tuple[str, str]:
         if key.task != task or not (folder / WEIGHTS_NAME).is_file():
             continue
         try:
-            score = test_score(EntryConfig.from_file(folder / CONFIG_NAME))
+            score = synthetic_score(EntryConfig.from_file(folder / CONFIG_NAME))
         except StmZooError:
             continue
         if score is not None and score.beats_classical and (best is None or score.psnr > best[0]):

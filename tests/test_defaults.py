@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stm_zoo import app_support
-from stm_zoo.zoo import EntryConfig, default_model, test_score, write_entry
+from stm_zoo.zoo import EntryConfig, default_model, synthetic_score, write_entry
 
 NET = {
     "channels": [8, 16],
@@ -61,7 +61,7 @@ def entry(
 def test_score_takes_the_best_step_count(tmp_path: Path) -> None:
     entry(tmp_path, "restore", "fm", "small", 26.0, 0.7)
     config = EntryConfig.from_file(tmp_path / "restore/fm-small/config.json")
-    score = test_score(config)
+    score = synthetic_score(config)
     assert (score.psnr, score.ssim, score.label) == (26.0, 0.7, "5steps")
     assert score.beats_classical
 
@@ -100,4 +100,18 @@ def test_bundled_zoo_defaults_beat_classical_or_are_classical(task: str) -> None
     family, size = default_model(task)
     if family != "classical":
         config = EntryConfig.from_file(Path("zoo") / task / f"{family}-{size}" / "config.json")
-        assert test_score(config).beats_classical
+        assert synthetic_score(config).beats_classical
+
+
+def test_cli_without_model_uses_the_default(tmp_path: Path, monkeypatch, capsys) -> None:
+    """No --model: the best measured entry; here no entry beats classical, so classical runs."""
+    import numpy as np
+
+    from stm_zoo.__main__ import main
+
+    monkeypatch.setenv("STM_ZOO_DIR", str(tmp_path / "zoo"))
+    entry(tmp_path / "zoo", "restore", "fm", "small", 22.0, 0.45)  # worse than classical
+    np.save(tmp_path / "scan.npy", np.random.default_rng(0).normal(size=(64, 64)).astype("f4"))
+    assert main(["restore", str(tmp_path / "scan.npy"), "-o", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert "restore/classical" in captured.out + captured.err
