@@ -164,7 +164,7 @@ def restore_tab(ctx: AppContext) -> None:
                 with gr.Row():
                     family = gr.Dropdown(family_choices, value=default_family, label="Model")
                     size = gr.Dropdown(
-                        list(support.sizes_for(default_family)),
+                        list(support.all_sizes()),
                         value=default_size,
                         label="Size",
                         interactive=default_family != "classical",

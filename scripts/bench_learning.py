@@ -185,7 +185,7 @@ def evaluate(network, method, data, dtype) -> dict[str, float]:
 
 
 def run_recipe(recipe: Recipe, task: str, data_dir: Path, budgets_s: list[float]) -> list[dict]:
-    config = dataclasses.replace(preset(f"{task}/fm-small@cpu"), **BASELINE, **recipe.overrides)
+    config = dataclasses.replace(preset(f"{task}/fm-small@cpu"), **{**BASELINE, **recipe.overrides})
     if recipe.time_schedule:  # warm-up and cosine laid over the last budget point
         config = dataclasses.replace(config, time_budget_min=budgets_s[-1] / 60.0)
     ranks = tr.Distributed()

@@ -301,6 +301,12 @@ def sizes_for(family: str) -> tuple[str, ...]:
     return sizes
 
 
+def all_sizes() -> tuple[str, ...]:
+    """Every size any family comes in: the size picker's choices when the app starts, so an API
+    call may name any entry before the page narrows the picker to one family's sizes."""
+    return tuple(dict.fromkeys(size for family in FAMILY_LABELS for size in sizes_for(family)))
+
+
 def check_entry(task: str, family: str, size: str) -> None:
     """Refuse an unknown task or family and a size the family does not come in."""
     if task not in TASKS:

@@ -1258,7 +1258,7 @@ def _interval_row(
         "epoch": epoch,
         "samples_seen": state.step * config.batch,
         "loss": loss,
-        "lr": state.scheduler.get_last_lr()[0],
+        "lr": state.optimizer.param_groups[0]["lr"],  # as used: a time budget overrides the scheduler
         "grad_norm": norm if config.grad_clip > 0 else "",
         "samples_per_s": steps * config.batch / seconds,
     }

@@ -23,6 +23,23 @@ def test_checks_score_an_unchanged_image_as_perfect_and_a_blurred_one_lower() ->
     assert worse.psnr_db < 30 and worse.peak_power < 0.8 and not worse.passed
 
 
+def two_domains(first: float, second: float, period_px: float = 5.4) -> np.ndarray:
+    """Rows at +45 and -45 degrees with the given amplitudes, like the reference's two terraces."""
+    y, x = np.mgrid[:256, :256]
+    k = 2 * np.pi / (period_px * np.sqrt(2))
+    return first * np.sin(k * (x + y)) + second * np.sin(k * (x - y))
+
+
+def test_peaks_are_followed_by_orientation_not_by_rank() -> None:
+    """Two domains of nearly equal power: an output that swaps which one is stronger has moved
+    nothing, while one whose rows are 10 % denser has."""
+    image = two_domains(1.0, 0.95)
+    swapped = reference.check_output("e", 2, image, two_domains(0.95, 1.0), 0.1953125)
+    assert swapped.peak_shift == pytest.approx(0, abs=1e-3) and swapped.peak_power > 0.85
+    denser = reference.check_output("e", 2, image, two_domains(1.0, 0.95, 5.4 / 1.1), 0.1953125)
+    assert denser.peak_shift > 0.05 and not denser.passed
+
+
 @pytest.fixture(scope="module")
 def reference_path(shared_data):
     return shared_data / "si001h-reference" / "brockley_23_2_forward.npy"

@@ -451,6 +451,11 @@ def test_recipe_run_with_a_time_budget_writes_an_x0_entry(data_dir, tmp_path):
     assert entry.config.training["complete"] is True
     assert entry.network.config.residual and entry.network.config.global_context
     assert "clean image" in entry.config.training["loss"]
+    # The log records the learning rate the steps used: the time schedule's, not the step one's
+    # (which would still be in its 1000-step warm-up here, below 1 % of the peak).
+    rows = list(csv.DictReader(open(tmp_path / "run" / "training_log.csv")))
+    logged = [float(row["lr"]) for row in rows if row["lr"]]
+    assert logged and max(logged) > 0.05 * config.lr
     # Resuming with the budget spent trains nothing more and rewrites the same entry.
     again = tr.train(config, data_dir, tmp_path / "zoo", tmp_path / "run", progress=False)
     assert again.step == result.step
