@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "KID / CMMD on real degraded vs pristine scans (Tables IV, VII, X, XII, XIII)",
     ),
     "timing": ("evaluation.cli_timing", "inference time per step at 128x128 (Tables VIII, XIV)"),
+    "curves": (
+        "evaluation.curves",
+        "learning curves of the zoo: validation PSNR / SSIM against training time",
+    ),
     "reference": (
         "evaluation.reference",
         "do no harm: restore the real near-pristine Si(001):H scan and compare with itself",

@@ -6,7 +6,8 @@ input after the best affine map (PSNR with the input's height range as data rang
 path maps every tile back to the input's units, so only structure can differ), and check that the
 dimer-row peaks of the power spectrum keep their positions (within 5 %) and their power (at
 least 80 %). The scan holds two terraces with rows at right angles and peaks of similar power, so
-each input peak is followed into the output by its orientation, not by rank. These are the numbers a user feels first, and every restore card reports them.
+each input peak is followed into the output by its orientation, not by rank. These are the
+numbers a user feels first, and every restore card reports them.
 
     python -m evaluation reference [--family fm --size small --steps 2 5 10] [--path FILE]
 """

@@ -25,6 +25,7 @@ Recipes (restore/fm-small unless said otherwise; `recipes()` has the exact setti
       Eq. 7's 1/(1-t)^2 weight capped at 16;  d1: the same with the plain x0 error
   d2  b + x0 output, plain x0 error (128 px);  d3: d1 with crops kept in the 128 px scale
   e2  d2 + a short-run schedule: lr 1e-3, batch 32, warm-up and cosine over the budget
+      (EMA 0.999, warmed up from the first step);  e3: EMA 0.99;  e4: no EMA (raw weights)
   g2  e2 + a flow from the degraded image (start = degraded + 0.3 noise; InDI-style)
   h2  e2 + the U-Net's global-context branch (the recipe of the `@cpu` presets)
   f0 / f1  (with --task sr2 or sr4) h2 from scratch against h2 warm-started from --init-from
@@ -111,6 +112,14 @@ def recipes(task: str, init_from: str) -> dict[str, Recipe]:
             True,
             weight_cap=1.0,
         ),
+        Recipe(
+            "e3",
+            "e2 with a short-horizon EMA (decay 0.99)",
+            {**e2, "ema_decay": 0.99},
+            True,
+            weight_cap=1.0,
+        ),
+        Recipe("e4", "e2 without EMA (raw weights)", {**e2, "ema_decay": 0.0}, True, weight_cap=1.0),
         Recipe("g2", "e2 + flow from the degraded image (InDI-style)", e2, True, INDI_SIGMA, 1.0),
         Recipe(
             "h2", "e2 + global-context branch", {**e2, "global_context": True}, True, weight_cap=1.0
@@ -209,17 +218,7 @@ def run_recipe(recipe: Recipe, task: str, data_dir: Path, budgets_s: list[float]
                     group["lr"] = config.lr * tr.time_lr_factor(trained_s, config)
             clean = clean.to(memory_format=torch.channels_last)
             degraded = degraded.to(memory_format=torch.channels_last)
-            tr.train_step(
-                state.model,
-                state,
-                method,
-                clean,
-                degraded,
-                config.grad_clip,
-                dtype,
-                config.crop_px,
-                config.crop_renormalise,
-            )
+            tr.train_step(state.model, state, method, clean, degraded, config, dtype)
             trained_s += time.perf_counter() - start
             if trained_s >= budgets_s[budget_i]:
                 metrics = evaluate(state.ema.module, method, data, dtype)

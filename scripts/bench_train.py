@@ -88,7 +88,7 @@ def ours(
     clean, degraded = _inputs(batch, device, channels_last)
 
     def step() -> None:
-        tr.train_step(net, state, method, clean, degraded, config.grad_clip, dtype)
+        tr.train_step(net, state, method, clean, degraded, config, dtype)
 
     return step
 

@@ -53,6 +53,8 @@ from tqdm import tqdm
 from evaluation.metrics import psnr_batch, ssim_batch
 from stm_zoo.errors import StmZooError
 from stm_zoo.methods import Method, get_method
+from stm_zoo.methods import ddim as ddim_methods
+from stm_zoo.methods import flow_matching as fm_methods
 from stm_zoo.nn import UNet, UNetConfig
 from stm_zoo.preprocess import normalise_tiles
 from stm_zoo.zoo import (
@@ -711,10 +713,12 @@ class TrainState:
         torch.save(state, tmp)
         os.replace(tmp, path)
 
-    def load(self, path: Path, config: TrainConfig, ranks: Distributed) -> None:
-        """Continue from a checkpoint of the same run (see `check_resumable`)."""
+    def load(self, path: Path, config: TrainConfig, ranks: Distributed) -> TrainConfig:
+        """Continue from a checkpoint of the same run (see `check_resumable`); returns the config
+        the checkpoint was saved with."""
         state = load_checkpoint(path)
-        check_resumable(TrainConfig.from_dict(state["config"]), config, path)
+        saved = TrainConfig.from_dict(state["config"])
+        check_resumable(saved, config, path)
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -735,6 +739,7 @@ class TrainState:
             self.generator.manual_seed(
                 derived_seed(config.seed, STREAM_NOISE, self.step, ranks.rank)
             )
+        return saved
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -771,10 +776,8 @@ def train_step(
     method: Method,
     clean: torch.Tensor,
     degraded: torch.Tensor,
-    grad_clip: float,
+    config: TrainConfig,
     dtype: torch.dtype | None,
-    crop_px: int = 0,
-    renormalise_crops: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One optimiser step: loss, backward, clip, AdamW, schedule, EMA.
 
@@ -783,22 +786,24 @@ def train_step(
         state: the run's state (updated in place, `step` incremented).
         method: the family whose objective is optimised.
         clean, degraded: (B, 1, H, W) float32 in [-1, 1] on the training device.
-        grad_clip: max gradient L2 norm (0: no clipping).
+        config: the run's settings used here: `grad_clip` (max gradient L2 norm, 0: none),
+            `crop_px` (train on random crops of this side, 0: whole images) and
+            `crop_renormalise` (map each crop onto [-1, 1] again, else keep the image's scale).
         dtype: autocast dtype (None: fp32).
-        crop_px: train on random crops of this side (`random_crops`); 0 for whole images.
-        renormalise_crops: map each crop onto [-1, 1] again (else keep the image's scale).
 
     Returns:
         (loss, gradient norm before clipping or None), detached device scalars (no host sync).
     """
-    if crop_px:
-        clean, degraded = random_crops(clean, degraded, crop_px, state.generator, renormalise_crops)
+    if config.crop_px:
+        clean, degraded = random_crops(
+            clean, degraded, config.crop_px, state.generator, config.crop_renormalise
+        )
     with autocast(clean.device, dtype):
         loss = method.loss(net, clean, degraded, state.generator)
     loss.backward()
     norm = None
-    if grad_clip > 0:
-        norm = nn.utils.clip_grad_norm_(state.model.parameters(), grad_clip, foreach=True)
+    if config.grad_clip > 0:
+        norm = nn.utils.clip_grad_norm_(state.model.parameters(), config.grad_clip, foreach=True)
     state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)
     state.scheduler.step()
@@ -850,12 +855,21 @@ def _device_text(device: torch.device, ranks: Distributed) -> str:
     return f"cpu ({cpu}, {torch.get_num_threads()} threads) x {ranks.world}"
 
 
+X0_WEIGHT_TEXT = {
+    "fm": f"Eq. 7's 1/(1-t)^2 weight capped at {fm_methods.X0_LOSS_WEIGHT_CAP:g}"
+    + (" (plain clean-image MSE)" if fm_methods.X0_LOSS_WEIGHT_CAP == 1 else ""),
+    "ddim": f"clean-image MSE weighted by min(SNR, {ddim_methods.X0_SNR_CAP:g}) (min-SNR)",
+    "ddim-fft": f"clean-image MSE weighted by min(SNR, {ddim_methods.X0_SNR_CAP:g}) (min-SNR)",
+}
+"""How an x0 network's error is weighted over time, per family (the cards' wording)."""
+
+
 def loss_text(config: TrainConfig) -> str:
     """The objective as the card states it, with the recipe's departures from the paper."""
     text = LOSS_TEXT[config.family]
     if config.prediction == "x0":
         text += "; network predicts the clean image as input + correction (identity start)"
-        text += ", the velocity / noise derived from it, weight capped (min-SNR style)"
+        text += ", the velocity / noise derived from it; " + X0_WEIGHT_TEXT.get(config.family, "")
     if config.time_sampling != "uniform":
         text += f"; times drawn {config.time_sampling}" + (
             " (the 2/5/10-step samplers' evaluation points)"
@@ -1053,7 +1067,9 @@ def _train(
     if ranks.world > 1:
         dist.barrier()  # no rank looks for the checkpoint while rank 0 may still be removing it
     if resume and checkpoint_path.is_file():
-        state.load(checkpoint_path, config, ranks)
+        saved = state.load(checkpoint_path, config, ranks)
+        if saved.init_from and not config.init_from:  # the weights still descend from it
+            config = dataclasses.replace(config, init_from=saved.init_from)
         if ranks.main:
             log.info("resuming %s from step %d (%s)", config.key, state.step, checkpoint_path)
 
@@ -1139,17 +1155,7 @@ def _train(
                 apply_time_lr()
                 clean = clean.to(device, non_blocking=True, memory_format=memory_format)
                 degraded = degraded.to(device, non_blocking=True, memory_format=memory_format)
-                loss, norm = train_step(
-                    net,
-                    state,
-                    method,
-                    clean,
-                    degraded,
-                    config.grad_clip,
-                    dtype,
-                    config.crop_px,
-                    config.crop_renormalise,
-                )
+                loss, norm = train_step(net, state, method, clean, degraded, config, dtype)
                 apply_time_lr()  # so that the logged learning rate is the one the next step uses
                 sums[0] += loss
                 if norm is not None:
@@ -1258,7 +1264,8 @@ def _interval_row(
         "epoch": epoch,
         "samples_seen": state.step * config.batch,
         "loss": loss,
-        "lr": state.optimizer.param_groups[0]["lr"],  # as used: a time budget overrides the scheduler
+        # As used: with a time budget, the time schedule overrides the step scheduler.
+        "lr": state.optimizer.param_groups[0]["lr"],
         "grad_norm": norm if config.grad_clip > 0 else "",
         "samples_per_s": steps * config.batch / seconds,
     }

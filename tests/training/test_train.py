@@ -453,9 +453,22 @@ def test_recipe_run_with_a_time_budget_writes_an_x0_entry(data_dir, tmp_path):
     assert "clean image" in entry.config.training["loss"]
     # The log records the learning rate the steps used: the time schedule's, not the step one's
     # (which would still be in its 1000-step warm-up here, below 1 % of the peak).
-    rows = list(csv.DictReader(open(tmp_path / "run" / "training_log.csv")))
+    rows = list(csv.DictReader((tmp_path / "run" / "training_log.csv").open()))
     logged = [float(row["lr"]) for row in rows if row["lr"]]
     assert logged and max(logged) > 0.05 * config.lr
     # Resuming with the budget spent trains nothing more and rewrites the same entry.
     again = tr.train(config, data_dir, tmp_path / "zoo", tmp_path / "run", progress=False)
     assert again.step == result.step
+
+
+def test_a_resumed_warm_start_still_names_its_parent(straight_run, data_dir, tmp_path):
+    """The resume command need not repeat --init-from: the card keeps the provenance."""
+    reference, _ = straight_run
+    parent = str(reference.entry_dir)
+    run_dir = tmp_path / "run"
+    kwargs = dict(run_dir=run_dir, progress=False, device="cpu")
+    tr.train(tiny_config(init_from=parent), data_dir, tmp_path / "zoo", stop_at=5, **kwargs)
+    second = tr.train(tiny_config(), data_dir, tmp_path / "zoo", **kwargs)
+    training = json.loads((second.entry_dir / "config.json").read_text())["training"]
+    assert training["config"]["init_from"] == parent
+    assert f"warm-started from {parent}" in training["loss"]
