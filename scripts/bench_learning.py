@@ -28,6 +28,9 @@ Recipes (restore/fm-small unless said otherwise; `recipes()` has the exact setti
       (EMA 0.999, warmed up from the first step);  e3: EMA 0.99;  e4: no EMA (raw weights)
   g2  e2 + a flow from the degraded image (start = degraded + 0.3 noise; InDI-style)
   h2  e2 + the U-Net's global-context branch (the recipe of the `@cpu` presets)
+  n1  h2 trained on --alt-data: pairs whose clean image is mapped by the degraded image's
+      min/max map (`python -m training data --target-scale degraded`, issue 17); validated on
+      --data like every row, so its raw PSNR is against the paper's own-range targets
   f0 / f1  (with --task sr2 or sr4) h2 from scratch against h2 warm-started from --init-from
 """
 
@@ -86,6 +89,7 @@ class Recipe:
     time_schedule: bool = False
     source_sigma: float | None = None
     weight_cap: float | None = None
+    alt_data: bool = False  # train on --alt-data (validated on --data like every row)
 
 
 def recipes(task: str, init_from: str) -> dict[str, Recipe]:
@@ -119,7 +123,9 @@ def recipes(task: str, init_from: str) -> dict[str, Recipe]:
             True,
             weight_cap=1.0,
         ),
-        Recipe("e4", "e2 without EMA (raw weights)", {**e2, "ema_decay": 0.0}, True, weight_cap=1.0),
+        Recipe(
+            "e4", "e2 without EMA (raw weights)", {**e2, "ema_decay": 0.0}, True, weight_cap=1.0
+        ),
         Recipe("g2", "e2 + flow from the degraded image (InDI-style)", e2, True, INDI_SIGMA, 1.0),
         Recipe(
             "h2", "e2 + global-context branch", {**e2, "global_context": True}, True, weight_cap=1.0
@@ -140,6 +146,14 @@ def recipes(task: str, init_from: str) -> dict[str, Recipe]:
         Recipe("g", "e + flow from the degraded image (InDI-style)", e, True, INDI_SIGMA, 1.0),
         Recipe(
             "h", "e + global-context branch", {**e, "global_context": True}, True, weight_cap=1.0
+        ),
+        Recipe(
+            "n1",
+            "h2 trained on pairs sharing the degraded image's map (--alt-data)",
+            h2,
+            True,
+            weight_cap=1.0,
+            alt_data=True,
         ),
         Recipe("f0", f"h2 on {task}, from scratch", h2, True, weight_cap=1.0),
         Recipe(
@@ -193,7 +207,13 @@ def evaluate(network, method, data, dtype) -> dict[str, float]:
     return metrics
 
 
-def run_recipe(recipe: Recipe, task: str, data_dir: Path, budgets_s: list[float]) -> list[dict]:
+def run_recipe(
+    recipe: Recipe,
+    task: str,
+    data_dir: Path,
+    budgets_s: list[float],
+    alt_dir: Path | None = None,
+) -> list[dict]:
     config = dataclasses.replace(preset(f"{task}/fm-small@cpu"), **{**BASELINE, **recipe.overrides})
     if recipe.time_schedule:  # warm-up and cosine laid over the last budget point
         config = dataclasses.replace(config, time_budget_min=budgets_s[-1] / 60.0)
@@ -204,6 +224,10 @@ def run_recipe(recipe: Recipe, task: str, data_dir: Path, budgets_s: list[float]
     method = method_for(recipe, config)
     dtype = tr.autocast_dtype(config.precision, device)
     train_set, val_set, _ = tr.open_datasets(data_dir, config)
+    if recipe.alt_data:
+        if alt_dir is None:
+            raise SystemExit(f"recipe {recipe.name} trains on --alt-data: give that folder.")
+        train_set, _, _ = tr.open_datasets(alt_dir, config)
     data = tr.validation_set(val_set, VAL_SAMPLES, seed=0)
     steps_per_epoch = len(train_set) // config.batch
     rows, trained_s, budget_i = [], 0.0, 0
@@ -301,6 +325,12 @@ def main() -> int:
     )
     parser.add_argument("--recipes", nargs="*", default=["a", "b", "c", "d", "e", "g", "h"])
     parser.add_argument("--init-from", default="zoo/restore/fm-small")
+    parser.add_argument(
+        "--alt-data",
+        type=Path,
+        default=None,
+        help="training data of the n rows (e.g. built with --target-scale degraded)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("docs/learning"))
     parser.add_argument(
@@ -328,7 +358,9 @@ def main() -> int:
                 rows.append(json.loads(line))
     labels.update({r["recipe"]: catalogue[r["recipe"]].label for r in rows})
     for name in args.recipes:
-        recipe_rows, network = run_recipe(catalogue[name], args.task, args.data, budgets_s)
+        recipe_rows, network = run_recipe(
+            catalogue[name], args.task, args.data, budgets_s, args.alt_data
+        )
         rows += recipe_rows
         score = max(recipe_rows[-1][f"psnr_{s}steps"] for s in EVAL_STEPS)
         if score > best[0]:

@@ -49,6 +49,7 @@ from tqdm import tqdm
 
 from stm_zoo.errors import StmZooError
 from training.degradations import (
+    TARGET_SCALES,
     TARGETED,
     TASKS,
     DegradationConfig,
@@ -356,7 +357,8 @@ def replay_params(
     """
     manifest = read_manifest(dataset)
     config = config or DegradationConfig()
-    if _jsonable(config) != manifest["degradation_config"]:
+    recorded = {"target_scale": "own", **manifest["degradation_config"]}  # older manifests
+    if _jsonable(config) != recorded:
         raise StmZooError(
             f"Dataset {dataset} was built with another degradation config; pass that config."
         )
@@ -932,6 +934,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shard-size", type=int, default=DEFAULT_SHARD_SIZE, metavar="N", help="samples per shard"
     )
+    parser.add_argument(
+        "--target-scale",
+        choices=TARGET_SCALES,
+        default="own",
+        help="step 9 for the clean image: its own [-1, 1] map (the paper) or the degraded "
+        "image's map, shared by the pair",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -956,6 +965,7 @@ def run(args: argparse.Namespace) -> int:
         targeted=args.targeted,
         n_targeted=args.n_targeted,
         shard_size=args.shard_size,
+        config=DegradationConfig(target_scale=args.target_scale),
     )
     splits = assign_splits(len(sources), args.seed)
     print(

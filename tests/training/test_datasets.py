@@ -338,6 +338,12 @@ def test_cli_builds_from_a_pristine_folder_and_reports_errors(sources, tmp_path,
     code = training_main([*base, "--out", str(out), "--train", "4", "--val", "2", "--test", "2"])
     assert code == 0
     assert len(ds.ShardDataset(out, "train")) == 4
+    shared = tmp_path / "shared"
+    sizes = ["--train", "4", "--val", "2", "--test", "2", "--target-scale", "degraded"]
+    assert training_main([*base, "--out", str(shared), *sizes]) == 0
+    assert ds.read_manifest(shared)["degradation_config"]["target_scale"] == "degraded"
+    own, same_map = ds.ShardDataset(out, "train")[0], ds.ShardDataset(shared, "train")[0]
+    assert torch.equal(own[1], same_map[1])  # the degraded image is the same either way
     capsys.readouterr()
     assert training_main([*base, "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err

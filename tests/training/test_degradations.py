@@ -436,3 +436,20 @@ def test_benchmark_reports_a_rate_per_task():
     # Measured ~250 samples/s per core; a loose floor that still catches an accidental
     # full-image median or a per-pixel Python loop on a busy shared machine.
     assert min(rates.values()) > 40
+
+
+def test_a_shared_target_scale_maps_the_clean_image_by_the_degraded_one(pristine):
+    """target_scale="degraded": the same pair, with the clean image in the degraded image's map
+    (the only map inference can invert); with no artefact the two images are then identical."""
+    own = degrade(pristine, np.random.default_rng(5), "restore")
+    shared_config = DegradationConfig(target_scale="degraded")
+    shared = degrade(pristine, np.random.default_rng(5), "restore", shared_config)
+    assert np.array_equal(shared.degraded, own.degraded)
+    assert affine_residual(shared.clean, own.clean) < 1e-5
+    assert not np.allclose(shared.clean, own.clean)  # artefacts moved the degraded image's range
+    untouched = degrade(
+        pristine, np.random.default_rng(5), "restore", shared_config.only("low_res")
+    )
+    np.testing.assert_allclose(untouched.clean, untouched.degraded, atol=1e-6)
+    with pytest.raises(StmZooError, match="Unknown target scale"):
+        DegradationConfig(target_scale="clean")

@@ -23,6 +23,7 @@ from training.degradations.multi_tip import MultiTipConfig
 from training.degradations.pipeline import (
     DEFAULT_CONFIG,
     SR_FACTORS,
+    TARGET_SCALES,
     TARGETED,
     TASKS,
     DegradationConfig,
@@ -51,6 +52,7 @@ __all__ = [
     "Sample",
     "ScanLineConfig",
     "StepRecord",
+    "TARGET_SCALES",
     "TARGETED",
     "TASKS",
     "TipChangeConfig",

@@ -1,7 +1,8 @@
 """Steps 0 and 9 of the paper's pipeline: min-max normalisation.
 
 Step 0 maps the pristine scan to [0, 1] (every height parameter of the pipeline is in these units);
-step 9 maps each output channel, clean and degraded independently, to [-1, 1].
+step 9 maps each output channel, clean and degraded independently, to [-1, 1] (the paper), or
+the clean image by the degraded image's map (`with_map_of`, `DegradationConfig.target_scale`).
 """
 
 from __future__ import annotations
@@ -36,3 +37,16 @@ def to_symmetric_range(image: np.ndarray) -> np.ndarray:
     """
     normalised, _, _ = normalise_tiles(np.asarray(image, dtype=np.float64))
     return normalised.astype(np.float32)
+
+
+def with_map_of(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Step 9, shared map: `image` (H, W) mapped by the affine map that takes `reference` onto
+    [-1, 1] (`to_symmetric_range`); float32, and it may leave [-1, 1].
+
+    A constant reference has no map: `image` is then centred on 0 with its own span, like
+    `to_symmetric_range` (a flat tile maps to all zeros).
+    """
+    _, low, span = normalise_tiles(np.asarray(reference, dtype=np.float64))
+    if float(span.squeeze()) <= 0:
+        return to_symmetric_range(image)
+    return ((np.asarray(image, dtype=np.float64) - low) / span * 2.0 - 1.0).astype(np.float32)

@@ -54,6 +54,7 @@ from training.degradations.tip_change import TipChangeConfig, TipChangeParams
 log = logging.getLogger(__name__)
 
 TASKS = ("restore", "sr2", "sr4")
+TARGET_SCALES = ("own", "degraded")
 TARGETED = ("multi_tip", "misalignment", "tip_change", "blunt_tip", "scan_lines", "low_res")
 SR_FACTORS = {"sr2": 2, "sr4": 4}
 
@@ -73,6 +74,11 @@ class DegradationConfig:
         blunt_tip: step 5.
         tip_change: step 6.
         scan_lines: step 8.
+        target_scale: step 9 for the clean image. "own" (the paper): each image of the pair is
+            min/max-normalised to [-1, 1] on its own. "degraded": the clean image is mapped by the
+            degraded image's min/max map, so the pair shares one map (the only one inference
+            knows: a model then learns the artefacts, not a guess of the clean image's range;
+            the clean image may leave [-1, 1]).
     """
 
     crop_size_px: int = 128
@@ -82,10 +88,16 @@ class DegradationConfig:
     blunt_tip: BluntTipConfig = field(default_factory=BluntTipConfig)
     tip_change: TipChangeConfig = field(default_factory=TipChangeConfig)
     scan_lines: ScanLineConfig = field(default_factory=ScanLineConfig)
+    target_scale: str = "own"
 
     def __post_init__(self) -> None:
         if self.crop_size_px < 1:
             raise StmZooError(f"The crop size must be at least 1 pixel, not {self.crop_size_px}.")
+        if self.target_scale not in TARGET_SCALES:
+            raise StmZooError(
+                f"Unknown target scale {self.target_scale!r}: choose one of "
+                f"{', '.join(TARGET_SCALES)}."
+            )
         for name in _RANDOM_ARTEFACTS:
             p = getattr(self, name).probability
             if not 0.0 <= p <= 1.0:
@@ -281,7 +293,10 @@ def sample_pipeline(
 
 
 def apply_pipeline(
-    pristine: np.ndarray, params: PipelineParams, windowed: bool = True
+    pristine: np.ndarray,
+    params: PipelineParams,
+    windowed: bool = True,
+    target_scale: str = "own",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply steps 0-9 with the given choices.
 
@@ -290,9 +305,10 @@ def apply_pipeline(
         params: from `sample_pipeline` for this image's shape.
         windowed: run steps 1-3 on the window the crop needs (fast); False runs them on the whole
             image as the paper describes (slow, for checking: the results are identical).
+        target_scale: how step 9 maps the clean image (`DegradationConfig.target_scale`).
 
     Returns:
-        (clean, degraded), each (S, S) float32 in [-1, 1].
+        (clean, degraded), each (S, S) float32; degraded in [-1, 1], clean too for "own".
     """
     low, scale = normalise.unit_range_affine(pristine)
     rotated = rotation.apply(pristine, params.rotation)
@@ -336,6 +352,8 @@ def apply_pipeline(
         degraded = low_res.apply(degraded, params.low_res)
     if params.scan_lines:
         degraded = scan_lines.apply(degraded, params.scan_lines)
+    if target_scale == "degraded":
+        return normalise.with_map_of(clean, degraded), normalise.to_symmetric_range(degraded)
     return normalise.to_symmetric_range(clean), normalise.to_symmetric_range(degraded)
 
 
@@ -366,7 +384,7 @@ def degrade(
     pristine = np.asarray(pristine)
     check_pristine(pristine, config.crop_size_px)
     params = sample_pipeline(rng, pristine.shape, task, config, only)
-    clean, degraded = apply_pipeline(pristine, params)
+    clean, degraded = apply_pipeline(pristine, params, target_scale=config.target_scale)
     return Sample(clean=clean, degraded=degraded, record=params.records(), params=params)
 
 
