@@ -25,9 +25,10 @@ Recipes (restore/fm-small unless said otherwise; `recipes()` has the exact setti
       Eq. 7's 1/(1-t)^2 weight capped at 16;  d1: the same with the plain x0 error
   d2  b + x0 output, plain x0 error (128 px);  d3: d1 with crops kept in the 128 px scale
   e2  d2 + a short-run schedule: lr 1e-3, batch 32, warm-up and cosine over the budget
-      (EMA 0.999, warmed up from the first step);  e3: EMA 0.99;  e4: no EMA (raw weights)
+      (EMA 0.999, warmed up from the first step)
   g2  e2 + a flow from the degraded image (start = degraded + 0.3 noise; InDI-style)
   h2  e2 + the U-Net's global-context branch (the recipe of the `@cpu` presets)
+      e3: h2 with a short-horizon EMA (0.99);  e4: h2 without EMA (raw weights)
   n1  h2 trained on --alt-data: pairs whose clean image is mapped by the degraded image's
       min/max map (`python -m training data --target-scale degraded`, issue 17); validated on
       --data like every row, so its raw PSNR is against the paper's own-range targets
@@ -118,13 +119,13 @@ def recipes(task: str, init_from: str) -> dict[str, Recipe]:
         ),
         Recipe(
             "e3",
-            "e2 with a short-horizon EMA (decay 0.99)",
-            {**e2, "ema_decay": 0.99},
+            "h2 with a short-horizon EMA (decay 0.99)",
+            {**h2, "ema_decay": 0.99},
             True,
             weight_cap=1.0,
         ),
         Recipe(
-            "e4", "e2 without EMA (raw weights)", {**e2, "ema_decay": 0.0}, True, weight_cap=1.0
+            "e4", "h2 without EMA (raw weights)", {**h2, "ema_decay": 0.0}, True, weight_cap=1.0
         ),
         Recipe("g2", "e2 + flow from the degraded image (InDI-style)", e2, True, INDI_SIGMA, 1.0),
         Recipe(

@@ -278,6 +278,7 @@ def write_entry(
         for name, t in state_dict.items()
     }
     save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    (directory / WEIGHTS_NAME).chmod(0o644)  # safetensors writes 0600; published files are 0644
     config.weights_dtype = dtype_name
     (directory / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
     (directory / CARD_NAME).write_text(card, encoding="utf-8")

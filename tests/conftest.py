@@ -15,6 +15,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def private_run_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """No test may write run state into the user's real cache (`~/.cache/stm-zoo/runs`)."""
+    monkeypatch.setenv("STM_ZOO_RUNS", str(tmp_path_factory.getbasetemp() / "runs"))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data (real instrument files); skips the test when it is absent."""

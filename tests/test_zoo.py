@@ -50,6 +50,7 @@ def test_registry_matches_table_one() -> None:
 def test_write_and_load_entry_round_trip(tmp_path: Path) -> None:
     folder = make_entry(tmp_path)
     assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    assert {p.stat().st_mode & 0o777 for p in folder.iterdir()} == {0o644}  # publishable
     a, b = load_entry(folder, device="cpu"), load_entry(folder, device="cpu")
     torch.testing.assert_close(outputs(a), outputs(b))
     card = (folder / "README.md").read_text()

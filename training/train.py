@@ -6,8 +6,9 @@ warm-up and a cosine decay, gradient clipping and an EMA of the weights, validat
 every `val_every` steps, and writes the zoo entry `<out_zoo_dir>/<task>/<family>-<size>/`
 (config.json, EMA model.safetensors, README.md card, training_log.csv).
 
-Run folder (default `runs/<task>/<family>-<size>/`, never published): `training_state.pt` (the
-resumable state), `training_log.csv` and `grids/step_<N>.png` (degraded | outputs | clean).
+Run folder (default `~/.cache/stm-zoo/runs/<task>/<family>-<size>/`, see `default_runs_dir`;
+never published): `training_state.pt` (the resumable state), `training_log.csv` and
+`grids/step_<N>.png` (labelled columns: degraded | outputs | clean).
 
 Determinism and exact resume: the run is a pure function of the config and the data. Every random
 draw has an owner that the checkpoint saves: the weights' initialisation is seeded by `seed`; the
@@ -83,10 +84,22 @@ CHECKPOINT_NAME = "training_state.pt"
 CHECKPOINT_FORMAT = 1
 LOG_NAME = "training_log.csv"
 GRID_DIR = "grids"
+GRID_HEADER_PX = 14
 GRID_ROWS = 8
 VAL_CHUNK = 32
 PSNR_CAP_DB = 60.0
-DEFAULT_RUNS_DIR = Path("runs")
+
+
+def default_runs_dir() -> Path:
+    """Where run folders go unless `--run-dir` says otherwise: `STM_ZOO_RUNS`, else
+    `$XDG_CACHE_HOME/stm-zoo/runs` (`~/.cache/stm-zoo/runs`): outside any checkout, so a
+    60 MB training state never lands in the repository."""
+    if os.environ.get("STM_ZOO_RUNS"):
+        return Path(os.environ["STM_ZOO_RUNS"]).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    return cache / "stm-zoo" / "runs"
+
+
 TRAIN_COLUMNS = (
     "step",
     "epoch",
@@ -410,12 +423,19 @@ def epoch_loader(
         dataset,
         batch_size=per_rank_batch,
         sampler=_SkipSampler(sampler, start_batch * per_rank_batch),
-        num_workers=config.num_workers,
+        num_workers=loader_workers(config.num_workers),
         pin_memory=pin_memory,
         drop_last=True,
         generator=seeds,
         persistent_workers=False,
     )
+
+
+def loader_workers(requested: int) -> int:
+    """`requested` DataLoader workers, capped at the CPUs this process may use (more only
+    compete with the training threads, and PyTorch warns about it at every epoch)."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0, min(requested, available or 1))
 
 
 def open_datasets(data_dir: Path, config: TrainConfig) -> tuple[Dataset, Dataset, dict[str, Any]]:
@@ -563,33 +583,44 @@ def validate(
 
 
 def save_grid(path: Path, data: ValidationSet, outputs: dict[str, np.ndarray]) -> Path:
-    """A PNG of the first validation samples: degraded | one column per output | clean.
+    """A PNG of the first validation samples under a header row of column labels:
+    degraded | one column per output ("2 steps", ...) | clean.
 
     Args:
         path: the PNG to write (parents created).
         data: the validation subset.
         outputs: label -> (N, H, W) samples in [-1, 1], in column order.
     """
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
     rows = min(GRID_ROWS, len(data.clean))
     columns = [data.degraded[:rows, 0].numpy(), *(o[:rows] for o in outputs.values())]
     columns.append(data.clean[:rows, 0].numpy())
+    labels = ["degraded", *(grid_label(k) for k in outputs), "clean"]
     h, w = columns[0].shape[1:]
-    gap = 2
+    gap, header = 2, GRID_HEADER_PX
     canvas = np.full(
-        (rows * h + (rows - 1) * gap, len(columns) * w + (len(columns) - 1) * gap),
+        (header + rows * h + (rows - 1) * gap, len(columns) * w + (len(columns) - 1) * gap),
         255,
         dtype=np.uint8,
     )
     for c, images in enumerate(columns):
         for r in range(rows):
             tile = np.clip((images[r] + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
-            y, x = r * (h + gap), c * (w + gap)
+            y, x = header + r * (h + gap), c * (w + gap)
             canvas[y : y + h, x : x + w] = tile
+    picture = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(picture)
+    for c, label in enumerate(labels):
+        draw.text((c * (w + gap) + 3, 2), label, fill=0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas).save(path)
+    picture.save(path)
     return path
+
+
+def grid_label(key: str) -> str:
+    """A validation output's column label: "2steps" -> "2 steps"; other keys as they are."""
+    return key.replace("steps", " steps") if key.removesuffix("steps").isdigit() else key
 
 
 # ---------------------------------------------------------------------------------------------
@@ -994,7 +1025,7 @@ def train(
         config: the run (see `training.configs`).
         data_dir: a dataset folder written by `python -m training data` for `config.task`.
         out_zoo_dir: the zoo root; the entry goes to `<task>/<family>-<size>/` inside it.
-        run_dir: checkpoint, log and grids (default `runs/<task>/<family>-<size>`).
+        run_dir: checkpoint, log and grids (default `default_runs_dir()/<task>/<family>-<size>`).
         resume: continue from the run folder's checkpoint when there is one (else start over).
         progress: show a tqdm bar with ETA (rank 0).
         device: "auto", "cpu" or "cuda" (under torchrun: the local rank's GPU).
@@ -1015,7 +1046,7 @@ def train(
         # Seed the global RNG (dropout) for this run only: the caller's state is restored after.
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(derived_seed(config.seed, STREAM_GLOBAL, ranks.rank))
-            run = Path(run_dir) if run_dir is not None else DEFAULT_RUNS_DIR / config.key.subdir
+            run = Path(run_dir) if run_dir is not None else default_runs_dir() / config.key.subdir
             return _train(
                 config,
                 Path(data_dir),
@@ -1296,7 +1327,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="checkpoint, log and grids (default runs/<task>/<model>-<size>)",
+        help="checkpoint, log and grids (default ~/.cache/stm-zoo/runs/<task>/<model>-<size>, or "
+        "$STM_ZOO_RUNS/<task>/<model>-<size>)",
     )
     parser.add_argument(
         "--preset",

@@ -107,3 +107,34 @@ def test_x0_entry_round_trips_through_the_zoo(tmp_path) -> None:
     loaded = load_entry(tmp_path, device="cpu")
     assert loaded.config.prediction == "x0"
     assert loaded.config.method().prediction == "x0"
+
+
+def test_run_state_defaults_to_the_user_cache(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("STM_ZOO_RUNS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert tr.default_runs_dir() == tmp_path / "cache" / "stm-zoo" / "runs"
+    monkeypatch.setenv("STM_ZOO_RUNS", str(tmp_path / "mine"))
+    assert tr.default_runs_dir() == tmp_path / "mine"
+
+
+def test_loader_workers_are_capped_at_the_usable_cpus() -> None:
+    import os
+
+    cpus = len(os.sched_getaffinity(0))
+    assert tr.loader_workers(0) == 0
+    assert tr.loader_workers(cpus + 7) == cpus
+    assert tr.loader_workers(1) == 1
+
+
+def test_validation_grids_label_their_columns(tmp_path) -> None:
+    from PIL import Image
+
+    clean = torch.zeros(2, 1, 32, 32)
+    data = tr.ValidationSet(clean, clean + 0.5, torch.zeros_like(clean), 20.0, 0.5)
+    outputs = {"2steps": np.zeros((2, 32, 32)), "5steps": np.zeros((2, 32, 32))}
+    grid = np.asarray(Image.open(tr.save_grid(tmp_path / "g.png", data, outputs)))
+    assert grid.shape == (tr.GRID_HEADER_PX + 2 * 32 + 2, 4 * 32 + 3 * 2)
+    header = grid[: tr.GRID_HEADER_PX]
+    for column in range(4):  # every column has dark label text on the white header
+        assert (header[:, column * 34 : column * 34 + 32] < 128).any()
+    assert tr.grid_label("10steps") == "10 steps" and tr.grid_label("direct") == "direct"
