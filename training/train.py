@@ -889,8 +889,8 @@ def _device_text(device: torch.device, ranks: Distributed) -> str:
 X0_WEIGHT_TEXT = {
     "fm": f"Eq. 7's 1/(1-t)^2 weight capped at {fm_methods.X0_LOSS_WEIGHT_CAP:g}"
     + (" (plain clean-image MSE)" if fm_methods.X0_LOSS_WEIGHT_CAP == 1 else ""),
-    "ddim": f"clean-image MSE weighted by min(SNR, {ddim_methods.X0_SNR_CAP:g}) (min-SNR)",
-    "ddim-fft": f"clean-image MSE weighted by min(SNR, {ddim_methods.X0_SNR_CAP:g}) (min-SNR)",
+    "ddim": ddim_methods.x0_weight_text(),
+    "ddim-fft": ddim_methods.x0_weight_text(),
 }
 """How an x0 network's error is weighted over time, per family (the cards' wording)."""
 

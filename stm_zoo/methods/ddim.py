@@ -33,10 +33,21 @@ from stm_zoo.methods.common import (
     standard_normal,
 )
 
-X0_SNR_CAP = 5.0
+X0_SNR_RANGE = (1.0, 1.0)
 """x0 networks: Eq. 3's noise error equals the x0 error weighted by the signal-to-noise ratio
-alpha_t / (1 - alpha_t), which is ~1e5 near t = 0; the weight is capped at 5 (min-SNR-5, Hang et
-al. 2023), so the nearly clean steps do not swamp the rest."""
+alpha_t / (1 - alpha_t), which runs from ~1e5 near t = 0 to ~1e-5 near t = T; that weight is
+clipped to this range. (1, 1), the plain clean-image error, is the CPU recipe, as for flow
+matching: the few-step samplers start at t near T, where the SNR weight (or min-SNR-5, Hang et al.
+2023, which clips only the top) leaves the first and most important prediction untrained."""
+
+
+def x0_weight_text() -> str:
+    """How an x0 network's error is weighted over t, in a card's words."""
+    low, high = X0_SNR_RANGE
+    if low == high:
+        return f"Eq. 3's SNR weight clipped to {low:g} (plain clean-image MSE)"
+    return f"clean-image MSE weighted by the SNR clipped to [{low:g}, {high:g}]"
+
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
 """`f(x_t, t) -> eps`: x_t (B, C, H, W), t an integer step index in [0, T)."""
@@ -179,7 +190,8 @@ def loss(
     """DDIM objective, Eq. 3: regress net(x_t, t, cond) onto the noise eps.
 
     An "x0" network outputs the clean image; its loss is Eq. 3's noise error written on x0, the x0
-    error weighted by the signal-to-noise ratio, with that weight capped at `X0_SNR_CAP`.
+    error weighted by the signal-to-noise ratio, with that weight clipped to `X0_SNR_RANGE` (by
+    default to 1: the plain clean-image error, the same at every t).
 
     Args:
         net: the noise network, called as net(x_t, t, cond) with t (B,) float step indices.
@@ -200,7 +212,7 @@ def loss(
     if prediction == "native":
         return regression_loss(output, eps, norm)
     alpha = schedule.alpha(t, x0)
-    weight = (alpha / (1 - alpha)).clamp_max(X0_SNR_CAP)
+    weight = (alpha / (1 - alpha)).clamp(*X0_SNR_RANGE)
     return regression_loss(weight.sqrt() * (output.float() - x0), torch.zeros_like(x0), norm)
 
 

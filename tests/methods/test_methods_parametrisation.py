@@ -53,6 +53,18 @@ def test_x0_flow_matching_loss_is_the_capped_velocity_error() -> None:
     assert float(flow_matching.loss(shifted, x0, x0, g, prediction="x0")) == pytest.approx(0.01)
 
 
+def test_ddim_x0_loss_weighs_every_time_alike() -> None:
+    """The DDIM x0 loss is the plain clean-image error at every t, the first sampler step (t near
+    T, where the SNR weight is ~1e-5) included."""
+    x0 = torch.rand(4, 1, 8, 8) * 2 - 1
+    shifted = lambda x, t, c: x0 + 0.1  # noqa: E731
+    for times in ("uniform", "grid"):
+        g = torch.Generator().manual_seed(0)
+        value = float(ddim.loss(shifted, x0, x0, g, prediction="x0", times=times))
+        assert value == pytest.approx(0.01, rel=1e-4)
+    assert "plain clean-image MSE" in ddim.x0_weight_text()
+
+
 def test_velocity_from_x0_matches_the_straight_path() -> None:
     x0, eps = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
     t = torch.tensor([0.0, 0.3, 0.9])
