@@ -5,9 +5,12 @@ Conventions (those of improved-diffusion, which the paper uses):
   cumulative product), close to 1 at t = 0 and close to 0 at t = T - 1;
 - x_t = sqrt(alpha_t) x0 + sqrt(1 - alpha_t) eps (Eq. 2) and the network predicts eps;
 - the network receives the integer step index as a float (`time_scale=1` in its config);
-- N-step sampling visits t = T - T/N, ..., T/N, 0 (improved-diffusion's "ddimN" respacing, see
-  `ddim_timesteps`), starts from standard normal noise at the first of them, and its last update
-  uses alpha_{-1} := 1, so it returns the predicted x0 itself.
+- N-step sampling of a noise network visits t = T - T/N, ..., T/N, 0 (improved-diffusion's
+  "ddimN" respacing, "leading"); a clean-image ("x0") network's visits T - 1, T - 1 - T/N, ...,
+  T/N - 1 ("trailing", Lin et al. 2024), so that its first call sees pure noise exactly where
+  training showed it pure noise (see `ddim_timesteps`). Sampling starts from standard normal
+  noise at the first visited step, and its last update uses alpha := 1, so it returns the
+  predicted x0 itself.
 
 Loss norm: squared L2 by default (see `stm_zoo.methods.common`; `norm="l1"` available).
 The schedule is a frozen dataclass of float64 tensors built once and cast at use; the sampler keeps
@@ -19,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -51,6 +55,9 @@ def x0_weight_text() -> str:
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
 """`f(x_t, t) -> eps`: x_t (B, C, H, W), t an integer step index in [0, T)."""
+DenoiseFn = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+"""`f(x_t, t) -> (x0_hat, eps)`, the clean-image and noise estimates at step t."""
+Spacing = Literal["leading", "trailing"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,14 +148,17 @@ def draw_steps(
     device: torch.device,
     schedule: CosineSchedule = COSINE,
     sampling: TimeSampling = "uniform",
+    spacing: Spacing = "leading",
 ) -> torch.Tensor:
     """(b,) int64 training step indices: uniform over {0..T-1} (the paper), the steps the 2-, 5-
-    and 10-step samplers visit ("grid"), or a logit-normal density over [0, T) ("logit-normal")."""
+    and 10-step samplers visit with `spacing` ("grid"), or a logit-normal density over [0, T)
+    ("logit-normal")."""
     T = schedule.num_steps
     if sampling == "uniform":
         return randint(T, (b,), generator, device)
     if sampling == "grid":
-        grid = torch.tensor(sorted({s for n in SAMPLER_STEPS for s in ddim_timesteps(T, n)}))
+        visits = {s for n in SAMPLER_STEPS for s in ddim_timesteps(T, n, spacing)}
+        grid = torch.tensor(sorted(visits))
         index = randint(len(grid), (b,), generator, "cpu")
         return grid[index].to(device)
     if sampling == "logit-normal":
@@ -170,9 +180,10 @@ def _noise_batch(
     generator: torch.Generator,
     schedule: CosineSchedule,
     sampling: TimeSampling = "uniform",
+    spacing: Spacing = "leading",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw t (as `sampling` says) and eps ~ N(0, I) per sample; return (t, eps, x_t)."""
-    t = draw_steps(x0.shape[0], generator, x0.device, schedule, sampling)
+    t = draw_steps(x0.shape[0], generator, x0.device, schedule, sampling, spacing)
     eps = standard_normal(x0.shape, generator, x0.device)
     return t, eps, noised(x0, eps, t, schedule)
 
@@ -207,7 +218,7 @@ def loss(
         Scalar fp32 loss.
     """
     x0 = x0.float()
-    t, eps, x_t = _noise_batch(x0, generator, schedule, times)
+    t, eps, x_t = _noise_batch(x0, generator, schedule, times, spacing_for(prediction))
     output = net(x_t, t.float(), cond)
     if prediction == "native":
         return regression_loss(output, eps, norm)
@@ -287,7 +298,7 @@ def loss_fft(
         Scalar fp32 loss.
     """
     x0 = x0.float()
-    t, eps, x_t = _noise_batch(x0, generator, schedule, times)
+    t, eps, x_t = _noise_batch(x0, generator, schedule, times, spacing_for(prediction))
     eps_hat = net(x_t, t.float(), cond).float()
     if prediction == "x0":
         eps_hat = eps_from_x0(eps_hat, x_t, t, schedule)
@@ -298,24 +309,28 @@ def loss_fft(
     return 0.5 * regression_loss(eps_hat, eps, norm) + 0.25 * amplitude + 0.25 * phase
 
 
-def ddim_timesteps(num_train_steps: int, steps: int) -> list[int]:
+def ddim_timesteps(num_train_steps: int, steps: int, spacing: Spacing = "leading") -> list[int]:
     """The step indices a `steps`-step DDIM sampler visits, noisiest first.
 
-    improved-diffusion's "ddimN" respacing, which the paper's implementation uses: the steps
-    round(i T / N) for i = 0..N-1, so T = 1000 gives [500, 0] for N = 2, [800, 600, .., 0] for
-    N = 5 and [900, 800, .., 0] for N = 10 (identical to improved-diffusion's integer strides; other
-    N are rounded instead of rejected). The path ends at t = 0 and then returns x0.
+    "leading" is improved-diffusion's "ddimN" respacing, which the paper's implementation uses:
+    the steps round(i T / N) for i = 0..N-1, so T = 1000 gives [500, 0] for N = 2, [800, 600, ..,
+    0] for N = 5 and [900, 800, .., 0] for N = 10 (identical to improved-diffusion's integer
+    strides; other N are rounded instead of rejected). With eps-prediction, a first step at T - 1
+    would yield only clipped noise (x0_hat = (x_t - sqrt(1 - alpha_t) eps) / sqrt(alpha_t)
+    multiplies the network's error by 1 / sqrt(alpha_999) ~ 2e4); starting at T - T/N keeps that
+    factor at 1.4 (N = 2) to 6 (N = 10). The price: the first network call gets pure noise where
+    training showed it x_t = sqrt(alpha) x0 + ..., with alpha_500 ~ 0.5 — a clean-image network
+    then copies that noise into its estimate (2-step samples of SSIM ~0.1 on our validation set).
 
-    Why not start at T - 1: with eps-prediction, x0_hat = (x_t - sqrt(1 - alpha_t) eps) /
-    sqrt(alpha_t) multiplies the network's error by 1 / sqrt(alpha_999) ~ 2e4, so a first step
-    there yields only clipped noise, which a 2-step sampler could not recover from. Starting at
-    T - T/N keeps that factor at 1.4 (N = 2) to 6 (N = 10); the price is that the first network call
-    gets pure noise where training showed it x_t (improved-diffusion's DDIM makes the same trade).
-    N = 1 visits only t = 0 and returns the noise almost unchanged: use N >= 2 with a real network.
+    "trailing" (Lin et al. 2024, "Common diffusion noise schedules and sample steps are flawed")
+    visits round(T - i T / N) - 1: [999, 499] for N = 2, [999, 799, .., 199] for N = 5 and [999,
+    899, .., 99] for N = 10. The first call sees pure noise, as in training; a clean-image network
+    has no 1 / sqrt(alpha) amplification, and the last step returns its estimate at T/N - 1.
 
     Args:
         num_train_steps: T.
         steps: N, 1 <= N <= T.
+        spacing: "leading" (noise networks) or "trailing" (clean-image networks).
 
     Returns:
         N distinct descending integers.
@@ -323,7 +338,16 @@ def ddim_timesteps(num_train_steps: int, steps: int) -> list[int]:
     if not 1 <= steps <= num_train_steps:
         raise ValueError(f"DDIM steps must be in [1, {num_train_steps}], got {steps}")
     stride = num_train_steps / steps
+    if spacing == "trailing":
+        return sorted({round(num_train_steps - i * stride) - 1 for i in range(steps)}, reverse=True)
+    if spacing != "leading":
+        raise ValueError(f"unknown DDIM spacing {spacing!r}: use leading or trailing")
     return sorted({round(i * stride) for i in range(steps)}, reverse=True)
+
+
+def spacing_for(prediction: Prediction) -> Spacing:
+    """The step spacing a network's sampler uses, by what it predicts (`ddim_timesteps`)."""
+    return "trailing" if prediction == "x0" else "leading"
 
 
 def ddim_sample(
@@ -333,7 +357,8 @@ def ddim_sample(
     steps: int,
     clip_x0: float | None = 1.0,
 ) -> torch.Tensor:
-    """Deterministic DDIM (eta = 0, Eq. 5) over the respaced steps of `ddim_timesteps`.
+    """Deterministic DDIM (eta = 0, Eq. 5) of a noise network over the "leading" steps of
+    `ddim_timesteps`.
 
     From step t to the next visited step t' (alpha_{t'} := 1 after the last):
     x0_hat = (x_t - sqrt(1 - alpha_t) eps) / sqrt(alpha_t), optionally clamped to the data range
@@ -352,14 +377,30 @@ def ddim_sample(
     Returns:
         x0, shaped like x_T.
     """
+    alphas = schedule.alphas_cumprod.tolist()
+
+    def denoise(x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        eps = eps_fn(x, t).to(x.dtype)
+        return (x - math.sqrt(1 - alphas[t]) * eps) / math.sqrt(alphas[t]), eps
+
+    return ddim_loop(denoise, schedule, x_T, ddim_timesteps(schedule.num_steps, steps), clip_x0)
+
+
+def ddim_loop(
+    denoise: DenoiseFn,
+    schedule: CosineSchedule,
+    x_T: torch.Tensor,
+    visited: list[int],
+    clip_x0: float | None = 1.0,
+) -> torch.Tensor:
+    """The DDIM (eta = 0) updates of `ddim_sample` over the given steps, from any denoiser that
+    returns (x0_hat, eps) at (x_t, t): a noise network's or a clean-image network's."""
     x = x_T if x_T.dtype in (torch.float32, torch.float64) else x_T.float()
-    visited = ddim_timesteps(schedule.num_steps, steps)
     alphas = schedule.alphas_cumprod.tolist()
     for i, t in enumerate(visited):
         alpha = alphas[t]
         alpha_next = alphas[visited[i + 1]] if i + 1 < len(visited) else 1.0
-        eps = eps_fn(x, t).to(x.dtype)
-        x0_hat = (x - math.sqrt(1 - alpha) * eps) / math.sqrt(alpha)
+        x0_hat, eps = denoise(x, t)
         if clip_x0 is not None:
             x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
             eps = (x - math.sqrt(alpha) * x0_hat) / math.sqrt(1 - alpha)
@@ -392,9 +433,15 @@ def sample(
     """
     b = noise.shape[0]
 
-    def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
-        times = torch.full((b,), float(t), dtype=torch.float32, device=x.device)
-        output = net(x, times, cond)
-        return output if prediction == "native" else eps_from_x0(output, x, times, schedule)
+    def call(x: torch.Tensor, t: int) -> torch.Tensor:
+        return net(x, torch.full((b,), float(t), dtype=torch.float32, device=x.device), cond)
 
-    return ddim_sample(eps_fn, schedule, noise.float(), steps)
+    if prediction == "native":
+        return ddim_sample(lambda x, t: call(x, t), schedule, noise.float(), steps)
+
+    def denoise(x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x0_hat = call(x, t).to(x.dtype)
+        return x0_hat, eps_from_x0(x0_hat, x, torch.tensor([t]), schedule).to(x.dtype)
+
+    visited = ddim_timesteps(schedule.num_steps, steps, spacing_for(prediction))
+    return ddim_loop(denoise, schedule, noise.float(), visited)

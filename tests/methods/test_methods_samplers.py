@@ -133,6 +133,29 @@ def improved_diffusion_ddim_steps(num_steps: int, section: int) -> list[int]:
     raise ValueError(section)
 
 
+def test_ddim_trailing_timesteps_start_at_pure_noise():
+    assert ddim.ddim_timesteps(1000, 2, "trailing") == [999, 499]
+    assert ddim.ddim_timesteps(1000, 5, "trailing") == [999, 799, 599, 399, 199]
+    assert ddim.ddim_timesteps(1000, 10, "trailing")[::9] == [999, 99]
+    assert ddim.spacing_for("x0") == "trailing" and ddim.spacing_for("native") == "leading"
+
+
+def test_a_clean_image_network_is_called_where_training_showed_it_pure_noise():
+    """x0 networks sample on the trailing steps, and are trained on that grid."""
+    seen: list[float] = []
+
+    def net(x, t, cond):
+        seen.append(float(t[0]))
+        return cond
+
+    cond = torch.zeros(1, 1, 8, 8)
+    ddim.sample(net, cond, 2, torch.randn(1, 1, 8, 8), prediction="x0")
+    assert seen == [999.0, 499.0]
+    g = torch.Generator().manual_seed(0)
+    drawn = ddim.draw_steps(4000, g, torch.device("cpu"), sampling="grid", spacing="trailing")
+    assert set(drawn.tolist()) == {999, 899, 799, 699, 599, 499, 399, 299, 199, 99}
+
+
 def test_ddim_timesteps_respacing():
     assert ddim.ddim_timesteps(1000, 1) == [0]
     assert ddim.ddim_timesteps(1000, 2) == [500, 0]
