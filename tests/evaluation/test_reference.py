@@ -49,13 +49,14 @@ def test_classical_does_no_harm(reference_path) -> None:
     assert reference.check_model("classical", "small", 1, reference_path).passed
 
 
-@pytest.mark.parametrize("steps", [2])
-def test_restore_fm_small_does_no_harm(reference_path, steps: int) -> None:
-    """The zoo's acceptance check for restore/fm-small: PSNR >= 33 dB against itself after the
-    best affine map, dimer-row peak within 5 % in position and >= 80 % in power."""
-    if not (REPO_ZOO / "restore/fm-small/model.safetensors").is_file():
-        pytest.skip("restore/fm-small is not in the bundled zoo")
-    check = reference.check_model("fm", "small", steps, reference_path)
+@pytest.mark.parametrize("family", ["fm", "ddim"])
+def test_bundled_restore_models_do_no_harm(reference_path, family: str) -> None:
+    """The zoo's acceptance check (issue 12 names restore/fm-small; the DDIM entry is held to the
+    same): PSNR >= 33 dB against itself after the best affine map, every dimer-row peak within
+    5 % in position and >= 80 % in power, at 2 steps."""
+    if not (REPO_ZOO / f"restore/{family}-small/model.safetensors").is_file():
+        pytest.skip(f"restore/{family}-small is not in the bundled zoo")
+    check = reference.check_model(family, "small", 2, reference_path)
     assert check.psnr_db >= reference.MIN_PSNR_DB, check
     assert check.peak_shift <= reference.MAX_PEAK_SHIFT, check
     assert check.peak_power >= reference.MIN_PEAK_POWER, check
