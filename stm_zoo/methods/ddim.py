@@ -437,7 +437,7 @@ def sample(
         return net(x, torch.full((b,), float(t), dtype=torch.float32, device=x.device), cond)
 
     if prediction == "native":
-        return ddim_sample(lambda x, t: call(x, t), schedule, noise.float(), steps)
+        return ddim_sample(call, schedule, noise.float(), steps)
 
     def denoise(x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         x0_hat = call(x, t).to(x.dtype)
