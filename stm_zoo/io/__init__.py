@@ -17,6 +17,7 @@ from stm_zoo.io.api import (
     detect_format,
     list_channels,
     load_scan,
+    load_scans,
     save_scan,
     scan_info,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "detect_format",
     "list_channels",
     "load_scan",
+    "load_scans",
     "match_channel",
     "open_matrix_upload",
     "parse_direction",

@@ -35,6 +35,8 @@ _CHANNEL_ALIASES: tuple[frozenset[str], ...] = (
     frozenset({"bias", "v", "voltage", "sample bias"}),
 )
 
+_TITLE = re.compile(r"^(?P<name>.*?)\s*\((?P<direction>forward|backward)\)\s*$", re.IGNORECASE)
+
 _DIRECTION_WORDS = {
     "forward": "forward",
     "fwd": "forward",
@@ -134,17 +136,39 @@ def match_channel(requested: str, available: Iterable[str]) -> str | None:
 
     "topography" finds "Z", "current" finds MATRIX's "I", "OC D1 Phase" finds "OC_D1_Phase".
     """
-    names = list(available)
-    wanted = _normalise_channel_name(requested)
-    for name in names:
-        if _normalise_channel_name(name) == wanted:
-            return name
-    group = next((g for g in _CHANNEL_ALIASES if wanted in g), None)
-    if group is not None:
-        for name in names:
-            if _normalise_channel_name(name) in group:
-                return name
-    return None
+    return channel_lookup(available)(requested)
+
+
+def channel_lookup(available: Iterable[str]) -> Callable[[str], str | None]:
+    """`match_channel` over a fixed list of names, indexed once.
+
+    Looking up every channel of a file with many channels stays linear in their number.
+    """
+    by_name: dict[str, str] = {}
+    for name in available:
+        by_name.setdefault(_normalise_channel_name(name), name)
+    by_alias: dict[frozenset[str], str] = {}
+    for normalised, name in by_name.items():
+        group = next((g for g in _CHANNEL_ALIASES if normalised in g), None)
+        if group is not None:
+            by_alias.setdefault(group, name)
+
+    def find(requested: str) -> str | None:
+        wanted = _normalise_channel_name(requested)
+        if wanted in by_name:
+            return by_name[wanted]
+        group = next((g for g in _CHANNEL_ALIASES if wanted in g), None)
+        return by_alias.get(group) if group is not None else None
+
+    return find
+
+
+def split_title(title: str) -> tuple[str, str | None]:
+    """("Z", "forward") from a channel title like "Z (Forward)"; (title, None) without one."""
+    match = _TITLE.match(title)
+    if match is None:
+        return title, None
+    return match["name"], match["direction"].lower()
 
 
 def parse_direction(direction: str) -> tuple[str, str | None]:

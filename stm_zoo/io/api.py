@@ -1,4 +1,4 @@
-"""Format-independent entry points: `load_scan`, `save_scan`, `list_channels`, `scan_info`.
+"""Format-independent entry points: `load_scan(s)`, `save_scan`, `list_channels`, `scan_info`.
 
 The format is chosen from the file name, case-insensitively; the readers check each file's
 signature before trusting it. Whatever goes wrong with a file comes out as one `STMFileError`.
@@ -102,23 +102,41 @@ def load_scan(
         STMFileError: unsupported, missing, empty, corrupt or truncated file, unknown channel or
             direction; the message is one sentence naming the file.
     """
+    return load_scans(path, [(channel, direction)], scan_size_nm)[0]
+
+
+def load_scans(
+    path: str | Path,
+    selection: Sequence[tuple[str, str]],
+    scan_size_nm: float | Sequence[float] | None = None,
+) -> list[Scan]:
+    """Several (channel, direction) images of one file, which is opened and parsed once.
+
+    Arguments and results as for `load_scan`, one `Scan` per entry of `selection`, in order; the
+    time taken grows linearly with the number of channels (reading a file of thousands of
+    channels with one `load_scan` call each would parse it thousands of times).
+
+    Raises:
+        STMFileError: as `load_scan`, for the first entry that cannot be read.
+    """
     path = Path(path)
     fmt = detect_format(path)
-    parse_direction(direction)
+    for _, direction in selection:
+        parse_direction(direction)
     with reading(path, FORMAT_NAMES[fmt]):
         if fmt == "sxm":
-            scan = sxm.read(path, channel, direction)
+            scans = sxm.read_many(path, selection)
         elif fmt == "matrix":
-            scan = matrix.read(path, channel, direction)
+            scans = [matrix.read(path, c, d) for c, d in selection]
         elif fmt == "gwy":
-            scan = gwy.read(path, channel, direction, scan_size_nm)
+            scans = gwy.read_many(path, selection, scan_size_nm)
         else:
-            scan = image.read(path, scan_size_nm)
-    if scan_size_nm is not None and not scan.pixel_size_assumed:
+            scans = [image.read(path, scan_size_nm) for _ in selection]
+    if scan_size_nm is not None and scans and not scans[0].pixel_size_assumed:
         log.warning(
             "%s carries its own scan size; scan_size_nm=%s ignored", path.name, scan_size_nm
         )
-    return scan
+    return scans
 
 
 def save_scan(

@@ -15,6 +15,7 @@ from stm_zoo.errors import StmZooError
 
 log = logging.getLogger(__name__)
 _MULTI_IMAGE = (".sxm", ".gwy")
+_LISTED = 8  # images named in the summary line; a file may hold thousands
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +44,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stm_zoo.io import FORMAT_NAMES, detect_format, list_channels, load_scan, save_scan
+    from stm_zoo.io import FORMAT_NAMES, detect_format, list_channels, load_scans, save_scan
     from stm_zoo.io._common import match_channel, parse_direction
 
     if args.input.resolve() == args.output.resolve():
@@ -79,8 +80,11 @@ def run(args: argparse.Namespace) -> int:
             )
     else:
         selection = [(args.channel or "Z", args.direction or "forward")]
-    scans = [load_scan(args.input, c, d, scan_size_nm=scan_size_nm) for c, d in selection]
+    scans = load_scans(args.input, selection, scan_size_nm=scan_size_nm)
     path = save_scan(scans if multi else scans[0], args.output, bit_depth=args.bit_depth)
-    images = ", ".join(f"{s.channel} {s.direction}" for s in scans)
+    names = [f"{s.channel} {s.direction}" for s in scans]
+    if len(names) > _LISTED:
+        names = [*names[: _LISTED - 1], f"... ({len(names)} images in all)", names[-1]]
+    images = ", ".join(names)
     print(f"wrote {path} ({FORMAT_NAMES[detect_format(path)]}): {images}")
     return 0

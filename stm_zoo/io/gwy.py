@@ -1,4 +1,4 @@
-"""Gwyddion .gwy: read and write data fields with their physical size and units via gwyfile.
+"""Gwyddion .gwy: read and write data fields with their physical size and units.
 
 A .gwy file is a serialised `GwyContainer`; channel n is the `GwyDataField` at "/n/data" (xres,
 yres, xreal, yreal in base SI units of `si_unit_xy`, values in `si_unit_z`), titled by
@@ -10,12 +10,24 @@ and "/n/meta" holding bias, setpoint, direction, slow-scan direction and history
 "stm_zoo.*" keys plus the source file's header as strings (Gwyddion's metadata browser shows
 them). Gwyddion has no NaN: missing pixels (an aborted scan) are written as the mean of the valid
 ones and marked in "/n/mask", with "stm_zoo.mask_is_missing_data" so that we read them back as NaN.
+Channels that share one source header (every channel of an .sxm file) carry it once: the first
+in full, the others "stm_zoo.header_in" naming that channel, so a file with thousands of channels
+stays linear in size; the reader merges it back into each channel's header.
+
+Reading maps the file read-only and parses it here (gwyfile's parser copies the rest of an object
+after every component, and the whole file twice): data arrays are views of the mapping, so only
+the selected field's values are ever read and copied, once, into the float32 `Scan`. (As with
+any memory-mapped reader, another process truncating the file during the read is not survivable.)
+The objects are gwyfile's classes, and gwyfile serialises what we write.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import re
+import struct
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,23 +37,23 @@ import numpy as np
 from stm_zoo.io._common import (
     ChannelInfo,
     assumed_size_note,
+    channel_lookup,
     check_image_size,
     check_not_empty,
     default_scan_size_m,
     dumps,
     file_error,
     finite_or_none,
-    match_channel,
     parse_direction,
     reading,
     split_si_unit,
+    split_title,
     write_atomically,
 )
 from stm_zoo.io.scan import Scan
 
 _MAGIC = b"GWYP"
 _FIELD_KEY = re.compile(r"^/(\d+)/data$")
-_TITLE = re.compile(r"^(?P<name>.*?)\s*\((?P<direction>forward|backward)\)\s*$", re.IGNORECASE)
 _META = "stm_zoo."
 
 
@@ -69,27 +81,41 @@ def read(
     Raises:
         STMFileError: not a .gwy file, corrupt, or no field matching channel and direction.
     """
+    return read_many(path, [(channel, direction)], scan_size_nm)[0]
+
+
+def read_many(
+    path: Path,
+    selection: Sequence[tuple[str, str]],
+    scan_size_nm: float | Sequence[float] | None = None,
+) -> list[Scan]:
+    """The (channel, direction) fields of `selection`, parsing the file once (see `read`)."""
     container = _load(path)
     fields = _fields(path, container)
-    fast, slow = parse_direction(direction)
-    if len(fields) == 1:
-        field = fields[0]
-    else:
-        name = match_channel(channel, [f["channel"] for f in fields])
-        field = next(
-            (
-                f
-                for f in fields
-                if f["channel"] == name
-                and f["direction"] == fast
-                and slow in (None, f["meta"].get(_META + "scan_dir"))
-            ),
-            None,
-        )
+    find = channel_lookup(f["channel"] for f in fields)
+    by_channel: dict[str, list[dict[str, Any]]] = {}
+    for f in fields:
+        by_channel.setdefault(f["channel"], []).append(f)
+    by_number = {f["n"]: f for f in fields}
+    scans = []
+    for channel, direction in selection:
+        fast, slow = parse_direction(direction)
+        if len(fields) == 1:
+            field = fields[0]
+        else:
+            field = next(
+                (
+                    f
+                    for f in by_channel.get(find(channel) or "", [])
+                    if f["direction"] == fast and slow in (None, f["meta"].get(_META + "scan_dir"))
+                ),
+                None,
+            )
         if field is None:
             held = ", ".join(f"{f['channel']} ({f['direction']})" for f in fields)
             raise file_error(path, f"has no {channel} {fast} field; it holds {held}")
-    return _to_scan(path, container, field, scan_size_nm)
+        scans.append(_to_scan(path, container, field, _header(field, by_number), scan_size_nm))
+    return scans
 
 
 def write(scans: Sequence[Scan], path: Path) -> None:
@@ -97,6 +123,7 @@ def write(scans: Sequence[Scan], path: Path) -> None:
     from gwyfile.objects import GwyContainer, GwyDataField, GwySIUnit
 
     container = GwyContainer()
+    shared: tuple[dict[str, str], int] | None = None  # the last header written in full, where
     for i, scan in enumerate(scans):
         data = scan.data.astype(np.float64)
         missing = ~np.isfinite(data)
@@ -120,7 +147,12 @@ def write(scans: Sequence[Scan], path: Path) -> None:
                 si_unit_xy=GwySIUnit(unitstr="m"),
                 si_unit_z=GwySIUnit(unitstr=""),
             )
-        container[f"/{i}/meta"] = _meta(scan, bool(missing.any()))
+        header = _source_header(scan)
+        if shared is not None and header and header == shared[0]:
+            container[f"/{i}/meta"] = _meta(scan, bool(missing.any()), {}, shared_in=shared[1])
+        else:
+            container[f"/{i}/meta"] = _meta(scan, bool(missing.any()), header)
+            shared = (header, i)
     write_atomically(path, lambda tmp: container.tofile(str(tmp)))
 
 
@@ -130,7 +162,24 @@ def _set_string(container: Any, key: str, value: str) -> None:
     container.typecodes[key] = "s"
 
 
-def _meta(scan: Scan, mask_is_missing: bool) -> Any:
+def _source_header(scan: Scan) -> dict[str, str]:
+    """The source file's header as the string entries "/n/meta" shows in Gwyddion."""
+    source_format = str(scan.metadata.get("format", "source"))
+    header = scan.metadata.get("header")
+    if not isinstance(header, dict):
+        return {}
+    if source_format != "gwy":
+        return {
+            f"{source_format}:{key}": value if isinstance(value, str) else dumps(value)
+            for key, value in header.items()
+        }
+    # a .gwy read back: keep its foreign metadata as it was
+    return {str(k): str(v) for k, v in header.items() if not str(k).startswith(_META)}
+
+
+def _meta(
+    scan: Scan, mask_is_missing: bool, header: dict[str, str], shared_in: int | None = None
+) -> Any:
     from gwyfile.objects import GwyContainer
 
     meta = GwyContainer()
@@ -145,111 +194,143 @@ def _meta(scan: Scan, mask_is_missing: bool) -> Any:
         "mask_is_missing_data": "true" if mask_is_missing else "false",
         "history": json.dumps(scan.history),
     }
+    if shared_in is not None:
+        values["header_in"] = str(shared_in)
     for key, value in values.items():
         _set_string(meta, _META + key, value)
-    source_format = str(scan.metadata.get("format", "source"))
-    header = scan.metadata.get("header")
-    if isinstance(header, dict) and source_format != "gwy":
-        for key, value in header.items():
-            _set_string(
-                meta, f"{source_format}:{key}", value if isinstance(value, str) else dumps(value)
-            )
-    elif isinstance(header, dict):  # a .gwy read back: keep its foreign metadata as it was
-        for key, value in header.items():
-            if not str(key).startswith(_META):
-                _set_string(meta, str(key), str(value))
+    for key, value in header.items():
+        _set_string(meta, key, value)
     return meta
 
 
 def _load(path: Path) -> Any:
-    check_not_empty(path)
-    raw = path.read_bytes()
-    if raw[:4] != _MAGIC:
-        hint = " (an old Gwyddion 1.x file; re-save it in Gwyddion 2)" if raw[:4] == b"GWYO" else ""
-        raise file_error(path, f"is not a Gwyddion .gwy file{hint}")
+    size = check_not_empty(path)
+    with reading(path, "Gwyddion .gwy"), open(path, "rb") as f:
+        magic = f.read(4)
+        if magic != _MAGIC:
+            hint = (
+                " (an old Gwyddion 1.x file; re-save it in Gwyddion 2)" if magic == b"GWYO" else ""
+            )
+            raise file_error(path, f"is not a Gwyddion .gwy file{hint}")
+        buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    budget = [max(_MIN_COMPONENTS, size // _BYTES_PER_COMPONENT)]
     try:
-        _check_object(raw, 4, len(raw), depth=0, budget=[_copy_budget(len(raw))])
+        container, _ = _parse_object(buffer, len(_MAGIC), len(buffer), 0, budget)
     except ValueError as error:
         raise file_error(path, f"is a corrupt .gwy file ({error})") from None
-    with reading(path, "Gwyddion .gwy"):
-        from gwyfile.objects import GwyObject
-
-        container = GwyObject.frombuffer(raw[4:])
     if getattr(container, "name", None) != "GwyContainer":
         raise file_error(path, "does not hold a GwyContainer at its top level")
     return container
 
 
-# gwyfile trusts the file: an unterminated string makes it loop forever, and it copies the rest of
-# an object after every component. This walk checks the same grammar with bounds first (and that
-# the copying stays within a budget), so gwyfile only ever sees well-formed input.
-_FIXED_SIZES = {"b": 1, "c": 1, "i": 4, "q": 8, "d": 8}
-_ARRAY_ITEM_SIZES = {"C": 1, "I": 4, "Q": 8, "D": 8}
+# The grammar of the serialised objects, parsed with bounds on every read: an object is a
+# NUL-terminated type name, a 32-bit size and its components; a component is a NUL-terminated
+# name, a type code and a value. Arrays become numpy views of the mapped file (no copy). A file
+# announcing absurd numbers of components (each becomes a Python object) is refused.
+_FIXED = {"b": "<?", "c": "<B", "i": "<i", "q": "<q", "d": "<d"}
+_ARRAYS = {
+    "C": np.dtype(np.uint8),
+    "I": np.dtype("<i4"),
+    "Q": np.dtype("<i8"),
+    "D": np.dtype("<f8"),
+}
 _MAX_DEPTH = 32
+_MIN_COMPONENTS = 100_000
+_BYTES_PER_COMPONENT = 16
 
 
-def _copy_budget(size: int) -> int:
-    return 64 * size + 100_000_000
-
-
-def _name_end(raw: bytes, start: int, end: int) -> int:
-    nul = raw.find(b"\0", start, end)
+def _name_end(buffer: Any, start: int, end: int) -> int:
+    nul = buffer.find(b"\0", start, end)
     if nul < 0:
         raise ValueError(f"unterminated name at byte {start}")
     return nul
 
 
-def _count(raw: bytes, pos: int, end: int) -> int:
+def _text(buffer: Any, start: int, end: int) -> str:
+    return buffer[start:end].decode("utf-8", errors="replace")
+
+
+def _count(buffer: Any, pos: int, end: int) -> int:
     if pos + 4 > end:
-        raise ValueError(f"array length beyond the data at byte {pos}")
-    return int.from_bytes(raw[pos : pos + 4], "little")
+        raise ValueError(f"a length runs past the end of the data at byte {pos}")
+    return int.from_bytes(buffer[pos : pos + 4], "little")
 
 
-def _check_object(raw: bytes, start: int, end: int, depth: int, budget: list[int]) -> int:
-    """Validate the serialised object at `start` (within `end`); return the byte after it."""
+def _parse_object(
+    buffer: Any, start: int, end: int, depth: int, budget: list[int]
+) -> tuple[Any, int]:
+    """The object serialised at `start` (within `end`) and the byte after it."""
+    from gwyfile.objects import GwyContainer, GwyDataField, GwyObject, GwySIUnit
+
     if depth > _MAX_DEPTH:
         raise ValueError("objects nested too deeply")
-    pos = _name_end(raw, start, end) + 1
-    size = _count(raw, pos, end)
-    pos += 4
-    stop = pos + size
+    name_end = _name_end(buffer, start, end)
+    name = _text(buffer, start, name_end)
+    pos = name_end + 1
+    stop = pos + 4 + _count(buffer, pos, end)
     if stop > end:
         raise ValueError(f"an object at byte {start} runs past the end of the data (truncated)")
+    pos += 4
+    data: OrderedDict[str, Any] = OrderedDict()
+    typecodes: dict[str, str] = {}
     while pos < stop:
-        budget[0] -= stop - pos  # gwyfile copies the rest of the object after each component
-        if budget[0] < 0:
-            raise ValueError("too many components to parse")
-        pos = _check_component(raw, pos, stop, depth, budget)
-    return stop
+        key, code, value, pos = _parse_component(buffer, pos, stop, depth, budget)
+        data[key], typecodes[key] = value, code
+    kind = {"GwyContainer": GwyContainer, "GwyDataField": GwyDataField, "GwySIUnit": GwySIUnit}
+    if name in kind:
+        return kind[name](data=data, typecodes=typecodes), stop
+    return GwyObject(name, data, typecodes=typecodes), stop
 
 
-def _check_component(raw: bytes, start: int, end: int, depth: int, budget: list[int]) -> int:
-    pos = _name_end(raw, start, end) + 1
-    if pos >= end:
-        raise ValueError(f"a component at byte {start} has no type")
-    code = chr(raw[pos])
-    pos += 1
-    if code in _FIXED_SIZES:
-        pos += _FIXED_SIZES[code]
-    elif code == "s":
-        pos = _name_end(raw, pos, end) + 1
-    elif code == "o":
-        pos = _check_object(raw, pos, end, depth + 1, budget)
-    elif code in _ARRAY_ITEM_SIZES:
-        pos += 4 + _count(raw, pos, end) * _ARRAY_ITEM_SIZES[code]
-    elif code == "S":
-        count, pos = _count(raw, pos, end), pos + 4
-        for _ in range(count):
-            pos = _name_end(raw, pos, end) + 1
-    elif code == "O":
-        count, pos = _count(raw, pos, end), pos + 4
-        for _ in range(count):
-            pos = _check_object(raw, pos, end, depth + 1, budget)
-    else:
-        raise ValueError(f"unknown component type {code!r} at byte {start}")
+def _parse_component(
+    buffer: Any, start: int, end: int, depth: int, budget: list[int]
+) -> tuple[str, str, Any, int]:
+    """(name, type code, value, byte after it) of the component at `start`."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError("far more components than its size allows")
+    name_end = _name_end(buffer, start, end)
+    key = _text(buffer, start, name_end)
+    pos = name_end + 2
     if pos > end:
-        raise ValueError(f"a component at byte {start} runs past the end of its object")
-    return pos
+        raise ValueError(f"a component at byte {start} has no type")
+    code = chr(buffer[pos - 1])
+    if code in _FIXED:
+        size = struct.calcsize(_FIXED[code])
+        if pos + size > end:
+            raise ValueError(f"a component at byte {start} runs past the end of its object")
+        return key, code, struct.unpack(_FIXED[code], buffer[pos : pos + size])[0], pos + size
+    if code == "s":
+        text_end = _name_end(buffer, pos, end)
+        return key, code, _text(buffer, pos, text_end), text_end + 1
+    if code == "o":
+        value, pos = _parse_object(buffer, pos, end, depth + 1, budget)
+        return key, code, value, pos
+    if code in _ARRAYS:
+        dtype = _ARRAYS[code]
+        count = _count(buffer, pos, end)
+        pos += 4
+        if pos + count * dtype.itemsize > end:
+            raise ValueError(f"an array at byte {start} runs past the end of its object")
+        array = np.frombuffer(buffer, dtype, count, pos) if count else np.empty(0, dtype)
+        return key, code, array, pos + count * dtype.itemsize
+    if code in ("S", "O"):
+        count = _count(buffer, pos, end)
+        pos += 4
+        items: list[Any] = []
+        for _ in range(count):  # each item takes at least one byte, so this loop is bounded
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise ValueError("far more components than its size allows")
+            if code == "S":
+                text_end = _name_end(buffer, pos, end)
+                items.append(_text(buffer, pos, text_end))
+                pos = text_end + 1
+            else:
+                item, pos = _parse_object(buffer, pos, end, depth + 1, budget)
+                items.append(item)
+        return key, code, items, pos
+    raise ValueError(f"unknown component type {code!r} at byte {start}")
 
 
 def _fields(path: Path, container: Any) -> list[dict[str, Any]]:
@@ -264,11 +345,9 @@ def _fields(path: Path, container: Any) -> list[dict[str, Any]]:
         meta = _meta_strings(container.get(f"/{n}/meta"))
         title = container.get(f"/{n}/data/title")
         title = title if isinstance(title, str) and title.strip() else f"Channel {n}"
-        parsed = _TITLE.match(title)
-        channel = meta.get(_META + "channel") or (parsed["name"] if parsed else title)
-        direction = meta.get(_META + "direction") or (
-            parsed["direction"].lower() if parsed else "forward"
-        )
+        name, titled_direction = split_title(title)
+        channel = meta.get(_META + "channel") or name
+        direction = meta.get(_META + "direction") or titled_direction or "forward"
         if direction not in ("forward", "backward"):
             direction = "forward"
         unit_z = _unit(value.get("si_unit_z"))
@@ -299,10 +378,22 @@ def _meta_strings(meta: Any) -> dict[str, str]:
     return {str(k): v if isinstance(v, str) else str(v) for k, v in meta.items()}
 
 
+def _header(field: dict[str, Any], by_number: dict[int, dict[str, Any]]) -> dict[str, str]:
+    """The field's "/n/meta" strings plus the source header it shares with another channel."""
+    meta = field["meta"]
+    number = meta.get(_META + "header_in", "")
+    source = by_number.get(int(number)) if number.isascii() and number.isdigit() else None
+    if source is None or source is field:
+        return dict(meta)
+    shared = {k: v for k, v in source["meta"].items() if not k.startswith(_META)}
+    return {**shared, **meta}
+
+
 def _to_scan(
     path: Path,
     container: Any,
     field: dict[str, Any],
+    header: dict[str, str],
     scan_size_nm: float | Sequence[float] | None,
 ) -> Scan:
     value = container[field["key"]]
@@ -317,9 +408,11 @@ def _to_scan(
             path, f"data field {field['key']} holds {size} values, not {xres} x {yres} (truncated)"
         )
     factor, _ = split_si_unit(_unit(value.get("si_unit_z")))
-    data = (raw.astype(np.float64) * factor if factor != 1.0 else raw).reshape(yres, xres)
-    with np.errstate(over="ignore"):  # values beyond float32 (a corrupt file) become inf
-        data = data.astype(np.float32)
+    # One float32 copy of the (mapped) file values; the product is computed in float64 in
+    # buffered chunks, never as a whole float64 temporary.
+    data = np.empty((yres, xres), dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 (corrupt): inf
+        np.multiply(raw.reshape(yres, xres), factor, out=data, casting="unsafe")
     meta = field["meta"]
     mask = container.get(f"/{field['n']}/mask")
     if meta.get(_META + "mask_is_missing_data") == "true" and getattr(mask, "name", "") == (
@@ -338,7 +431,7 @@ def _to_scan(
         "xreal": xreal,
         "yreal": yreal,
         "si_unit_xy": _unit(value.get("si_unit_xy")),
-        "header": {k: v for k, v in meta.items()},
+        "header": header,
     }
     if xy_unit == "m" and xreal and yreal and xreal > 0 and yreal > 0:
         scan_size_m = (xreal * xy_factor, yreal * xy_factor)

@@ -1,15 +1,25 @@
-"""PNG and TIFF (via Pillow) and NumPy .npy: plain images with no physical size of their own.
+"""PNG and TIFF (via Pillow) and NumPy .npy: plain images, with physical size when they carry it.
 
-Reading: 8- and 16-bit greyscale (colour is converted to luminance), 32-bit integer and float TIFF,
-and 2-D numeric .npy arrays. The scan size comes from the caller's `scan_size_nm`, else from the
-metadata stm-zoo embeds when it writes PNG/TIFF, else the paper's 100 nm per 512 px (flagged in
-`Scan.pixel_size_assumed` and `metadata["notes"]`). Values of foreign images are taken as they
-are, in arbitrary units (unit "").
+Reading: 8- and 16-bit greyscale, 32-bit integer and float TIFF, and 2-D numeric .npy arrays.
+Colour is converted to luminance (0.299 R + 0.587 G + 0.114 B) and alpha is ignored, each said in
+`metadata["notes"]`; 16-bit colour and grey+alpha PNGs keep all 16 bits (Pillow would cut them to
+8, so `stm_zoo.io._png` decodes them). The physical size, in order of preference: the caller's
+`scan_size_nm`; the metadata stm-zoo embeds when it writes PNG/TIFF; the "Gwy::" text chunks of a
+PNG exported by Gwyddion (Gwy::XReal/YReal in Gwy::XYUnit; on a greyscale image Gwy::ZMin and
+Gwy::ZMax, in Gwy::ZUnit, are the values of code 0 and of the largest code, so heights come back in
+SI units; Gwy::Title names the channel); else the paper's 100 nm per 512 px (flagged in
+`Scan.pixel_size_assumed` and `metadata["notes"]`). Other values are image codes (unit "").
+
+Headers are checked before any pixel is decoded: dimensions against the shared limits, and a
+decompression-bomb guard that refuses more than 16 Mpx announced at over 64 px per byte of file
+(a tiny file that would expand to gigabytes; noisy scan data compresses to about 1 byte per px).
 
 Writing:
 - PNG: 16-bit greyscale (or 8-bit with `bit_depth=8`); heights are mapped linearly onto the
   codes, and an iTXt chunk "stm_zoo" (JSON) stores the mapping and the physical fields, so our
-  reader recovers metres to within half a code step. Code 0 means NaN when the scan has any.
+  reader recovers metres to within half a code step. Code 0 means NaN when the scan has any. The
+  same size, units and mapping go into Gwyddion's "Gwy::" text chunks, so Gwyddion (and other
+  tools that read them) open the file at its physical size and heights.
 - TIFF: float32 by default (exact values, NaN kept), or 16-bit like PNG with `bit_depth=16`; the
   same JSON goes into the ImageDescription tag.
 - .npy: the float32 array only (no metadata).
@@ -26,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from stm_zoo.io import _png
 from stm_zoo.io._common import (
     MAX_PIXELS,
     ChannelInfo,
@@ -37,6 +48,8 @@ from stm_zoo.io._common import (
     finite_or_none,
     jsonable,
     reading,
+    split_si_unit,
+    split_title,
     write_atomically,
 )
 from stm_zoo.io.scan import Scan
@@ -46,6 +59,19 @@ _TIFF_DESCRIPTION = 270
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _NPY_MAGIC = b"\x93NUMPY"
+# Decompression-bomb guard: above this many pixels, a file must hold at least a byte per
+# _MAX_PX_PER_BYTE pixels. Noisy scan data compresses to about a byte per pixel; an 8 kB PNG
+# announcing 8192 x 8192 px (1-bit, 8000 px per byte) would take gigabytes to convert.
+_BOMB_MIN_PIXELS = 2**24
+_MAX_PX_PER_BYTE = 64
+_BLOCK = 2**20  # values per chunk of the float64 arithmetic, to keep no full float64 copy
+_COLOUR_MODES = ("P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+_GREY_MAX_CODE = {"1": 255, "L": 255, "LA": 255, "La": 255}  # after conversion to "L"
+_GREY_MAX_CODE |= {"I;16": 65535, "I;16B": 65535, "I;16L": 65535}
+# ITU-R 601-2 luma, what Pillow's convert("L") uses
+_LUMA_TEXT = "(0.299 R + 0.587 G + 0.114 B)"
+_GWY = "Gwy::"
 
 
 def list_channels(path: Path) -> list[ChannelInfo]:
@@ -74,7 +100,7 @@ def read(path: Path, scan_size_nm: float | Sequence[float] | None = None) -> Sca
             raise file_error(path, "is not a PNG image (no PNG signature)")
         if suffix in (".tif", ".tiff") and not magic.startswith(_TIFF_MAGICS):
             raise file_error(path, "is not a TIFF image (no TIFF signature)")
-        values, info = _read_pillow(path)
+        values, info = _read_pillow(path, size)
         fmt = "png" if suffix == ".png" else "tiff"
     return _to_scan(path, fmt, values, info, scan_size_nm)
 
@@ -103,6 +129,8 @@ def write(scan: Scan, path: Path, bit_depth: int | None = None) -> None:
         image = Image.fromarray(codes)
         info = PngImagePlugin.PngInfo()
         info.add_itxt(_TEXT_KEY, _description(scan, encoding))
+        for key, value in _gwyddion_chunks(scan, encoding, 2**bits - 1).items():
+            info.add_text(key, value)
         write_atomically(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
         return
     bits = bit_depth or 32
@@ -149,10 +177,18 @@ def _read_npy(path: Path, size: int) -> np.ndarray:
     return np.asarray(array, dtype=np.float32).reshape(image_shape)
 
 
-def _read_pillow(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+def _read_pillow(path: Path, size: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Pixels (H, W) and a dict of the file's text entries plus "mode", "notes", "max_code"."""
     from PIL import Image, UnidentifiedImageError
 
     kind = "PNG" if path.suffix.lower() == ".png" else "TIFF"
+    png = None
+    if kind == "PNG":
+        with open(path, "rb") as f:
+            png = _png.read_header(f.read(33))
+        if png is not None:  # before Pillow allocates anything
+            check_image_size(path, png.width, png.height, where="image header")
+            _check_not_a_bomb(path, png.width, png.height, size)
 
     # Image.open parses the header only; the size is checked before decoding the pixels. Pillow's
     # warnings about odd tags are dropped: the file either decodes or raises.
@@ -170,23 +206,83 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
             ) from None
         with opened as image:
             check_image_size(path, image.width, image.height, where="image header")
+            _check_not_a_bomb(path, image.width, image.height, size)
             frames = getattr(image, "n_frames", 1)
-            info = {str(k): v for k, v in image.info.items() if isinstance(v, str | int | float)}
+            mode = image.mode
+            notes: list[str] = []
+            if png is not None and png.bit_depth == 16 and png.colour_type in (2, 4, 6):
+                mode = {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}[png.colour_type]
+                values = _png_16bit_colour(path, png, notes)
+                alpha = png.has_alpha
+                max_code = None if png.is_colour else 65535
+                texts = image.info  # text before the pixels; Pillow reads the rest on decoding
+            else:
+                if mode in _COLOUR_MODES:
+                    notes.append(f"the {mode} colour image was converted to luminance {_LUMA_TEXT}")
+                    if _tiff_bits(image) > 8:
+                        notes.append(
+                            "its channels were read at 8 bits, all that Pillow decodes of a colour "
+                            "TIFF; save it as a greyscale TIFF to keep every bit"
+                        )
+                if mode in _COLOUR_MODES or mode in ("1", "LA", "La"):
+                    values = np.asarray(image.convert("L"))
+                else:
+                    values = np.asarray(image)
+                alpha = mode in _ALPHA_MODES
+                max_code = _GREY_MAX_CODE.get(mode)
+                texts = {**image.info, **getattr(image, "text", {})}
+            if alpha or "transparency" in image.info:
+                notes.append("the alpha (transparency) channel was ignored")
+            info = {str(k): v for k, v in texts.items() if isinstance(v, str | int | float)}
             tags = getattr(image, "tag_v2", None)
             if tags is not None and isinstance(tags.get(_TIFF_DESCRIPTION), str):
                 info[_TEXT_KEY] = tags.get(_TIFF_DESCRIPTION)
-            mode = image.mode
-            if mode in ("1", "P", "RGB", "RGBA", "LA", "CMYK", "YCbCr", "PA", "La"):
-                image = image.convert("L")  # colour previews: luminance
-            values = np.asarray(image)
     if values.ndim != 2:
         raise file_error(
             path, f"decodes to an array of shape {values.shape}, not a greyscale image"
         )
     info["mode"] = mode
+    info["notes"] = notes
+    info["max_code"] = max_code
     if frames > 1:
         info["frames"] = frames
     return values, info
+
+
+def _check_not_a_bomb(path: Path, width: int, height: int, size: int) -> None:
+    pixels = width * height
+    if pixels > _BOMB_MIN_PIXELS and pixels > _MAX_PX_PER_BYTE * size:
+        raise file_error(
+            path,
+            f"the image header announces {width} x {height} px in a file of only {size} bytes "
+            f"(over {_MAX_PX_PER_BYTE} px per byte), the mark of a decompression bomb or a "
+            "corrupt file; if the image is genuine, save it as an uncompressed TIFF or as .npy",
+        )
+
+
+def _tiff_bits(image: Any) -> int:
+    tags = getattr(image, "tag_v2", None)
+    bits = tags.get(258) if tags is not None else None  # BitsPerSample
+    if isinstance(bits, tuple):
+        bits = max((b for b in bits if isinstance(b, int)), default=0)
+    return bits if isinstance(bits, int) else 0
+
+
+def _png_16bit_colour(path: Path, png: _png.PngHeader, notes: list[str]) -> np.ndarray:
+    """Luminance of a 16-bit RGB(A) PNG, or the grey of a 16-bit grey+alpha one, as float32."""
+    channels = _png.read_16bit_colour(path, png)
+    if not png.is_colour:
+        return channels[..., 0]
+    notes.append(f"the 16-bit RGB image was converted to luminance {_LUMA_TEXT}")
+    # (299 R + 587 G + 114 B) / 1000 in float64 is exact for grey pixels (R = G = B)
+    luma = np.empty(channels.shape[:2], dtype=np.float32)
+    rows = max(1, _BLOCK // max(1, png.width))
+    for start in range(0, png.height, rows):
+        block = channels[start : start + rows].astype(np.float64)
+        luma[start : start + rows] = (
+            299 * block[..., 0] + 587 * block[..., 1] + 114 * block[..., 2]
+        ) / 1000
+    return luma
 
 
 def _to_scan(
@@ -196,12 +292,17 @@ def _to_scan(
     info: dict[str, Any],
     scan_size_nm: float | Sequence[float] | None,
 ) -> Scan:
+    notes: list[str] = list(info.pop("notes", []))
+    max_code = info.pop("max_code", None)
     stored = _parse_description(info.get(_TEXT_KEY))
-    data = _decode(values, stored.get("encoding"))
-    notes: list[str] = []
+    gwyddion = {} if stored else _gwyddion_fields(values, info, max_code, notes)
+    source = stored or gwyddion
+    data = gwyddion.pop("data", None)
+    if data is None:
+        data = _decode(values, stored.get("encoding"))
     if info.get("frames"):
         notes.append(f"the file holds {info['frames']} images; the first was read")
-    stored_size = stored.get("scan_size_m")
+    stored_size = source.get("scan_size_m")
     if scan_size_nm is None and _is_size(stored_size):
         scan_size_m = (float(stored_size[0]), float(stored_size[1]))
         assumed = bool(stored.get("pixel_size_assumed", False))
@@ -209,9 +310,9 @@ def _to_scan(
         scan_size_m = default_scan_size_m(data.shape, scan_size_nm)
         assumed = True
         notes.append(assumed_size_note(scan_size_nm))
-    if not stored and fmt != "npy":
+    if not stored and "unit" not in gwyddion and fmt != "npy":
         notes.append(f"values are {info.get('mode', '')} image codes in arbitrary units")
-    direction = stored.get("direction")
+    direction = source.get("direction")
     scan_dir = stored.get("scan_dir")
     history = stored.get("history")
     metadata: dict[str, Any] = {"format": fmt, "header": jsonable(stored or info)}
@@ -219,8 +320,8 @@ def _to_scan(
         metadata["notes"] = notes
     return Scan(
         data=data,
-        unit=str(stored.get("unit", "")),
-        channel=str(stored.get("channel", "Z")),
+        unit=str(source.get("unit", "")),
+        channel=str(source.get("channel", "Z")),
         direction=direction if direction in ("forward", "backward") else "forward",
         scan_size_m=scan_size_m,
         bias_v=finite_or_none(stored.get("bias_v")),
@@ -231,6 +332,51 @@ def _to_scan(
         pixel_size_assumed=assumed,
         scan_dir=scan_dir if scan_dir in ("up", "down") else None,
     )
+
+
+def _gwyddion_fields(
+    values: np.ndarray, info: dict[str, Any], max_code: int | None, notes: list[str]
+) -> dict[str, Any]:
+    """What the "Gwy::" text chunks of a Gwyddion export say, in `Scan` terms.
+
+    Keys (each only when the chunks give it): "channel", "direction", "scan_size_m" [x, y],
+    "unit" and "data" (float32 heights from Gwy::ZMin/ZMax, for greyscale images).
+    """
+    keys = {k[len(_GWY) :]: v for k, v in info.items() if k.startswith(_GWY) and isinstance(v, str)}
+    fields: dict[str, Any] = {}
+    title = keys.get("Title", "").strip()
+    if title:
+        fields["channel"], direction = split_title(title)
+        if direction:
+            fields["direction"] = direction
+    xy_factor, xy_unit = split_si_unit(keys.get("XYUnit", ""))
+    xreal, yreal = finite_or_none(keys.get("XReal")), finite_or_none(keys.get("YReal"))
+    if xy_unit == "m" and xreal and yreal and xreal > 0 and yreal > 0:
+        fields["scan_size_m"] = [xreal * xy_factor, yreal * xy_factor]
+    elif xreal is not None or yreal is not None:
+        notes.append(
+            f"Gwy::XReal and Gwy::YReal are not a positive length in metres (Gwy::XYUnit "
+            f"{keys.get('XYUnit', '')!r}), so they were not used as the scan size"
+        )
+    zmin, zmax = finite_or_none(keys.get("ZMin")), finite_or_none(keys.get("ZMax"))
+    if zmin is not None and zmax is not None:
+        if max_code is None:
+            notes.append("Gwy::ZMin and Gwy::ZMax were ignored: they scale greyscale images only")
+        else:
+            z_factor, z_unit = split_si_unit(keys.get("ZUnit", ""))
+            scale = (zmax - zmin) * z_factor / max_code
+            fields["data"] = _affine(values, zmin * z_factor, scale)
+            fields["unit"] = z_unit
+    return fields
+
+
+def _affine(codes: np.ndarray, offset: float, scale: float) -> np.ndarray:
+    """float32 offset + codes * scale, computed in float64 a block of rows at a time."""
+    out = np.empty(codes.shape, dtype=np.float32)
+    rows = max(1, _BLOCK // max(1, codes.shape[1]))
+    for start in range(0, codes.shape[0], rows):
+        out[start : start + rows] = offset + codes[start : start + rows].astype(np.float64) * scale
+    return out
 
 
 def _is_size(value: Any) -> bool:
@@ -274,25 +420,34 @@ def _description(scan: Scan, encoding: dict[str, Any]) -> str:
 
 
 def _quantise(data: np.ndarray, bits: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """Integer codes and the mapping value = offset + code * scale (code `nan_code` is NaN)."""
+    """Integer codes and the mapping value = offset + code * scale (code `nan_code` is NaN).
+
+    Works a block of rows at a time: a full-size float64 copy of a large scan would take eight
+    bytes per pixel on top of the scan itself.
+    """
     top = 2**bits - 1
     finite = np.isfinite(data)
     first = 1 if not finite.all() else 0  # code 0 is reserved for NaN when there is any
-    values = data[finite].astype(np.float64)
-    lo = float(values.min()) if values.size else 0.0
-    hi = float(values.max()) if values.size else 0.0
+    has_values = bool(finite.any())
+    lo = float(np.min(data, where=finite, initial=np.inf)) if has_values else 0.0
+    hi = float(np.max(data, where=finite, initial=-np.inf)) if has_values else 0.0
     scale = (hi - lo) / (top - first) if hi > lo else 1.0
     offset = lo - first * scale
-    codes = np.zeros(data.shape, dtype=np.float64)
-    codes[finite] = np.rint((values - offset) / scale)
-    dtype = np.uint16 if bits == 16 else np.uint8
+    codes = np.zeros(data.shape, dtype=np.uint16 if bits == 16 else np.uint8)
+    rows = max(1, _BLOCK // max(1, data.shape[1]))
+    for start in range(0, data.shape[0], rows):
+        block = slice(start, start + rows)
+        with np.errstate(invalid="ignore"):
+            values = np.rint((data[block].astype(np.float64) - offset) / scale)
+        values[~finite[block]] = 0
+        codes[block] = np.clip(values, 0, top)
     encoding = {
         "kind": "linear",
         "offset": offset,
         "scale": scale,
         "nan_code": 0 if first else None,
     }
-    return np.clip(codes, 0, top).astype(dtype), encoding
+    return codes, encoding
 
 
 def _decode(values: np.ndarray, encoding: Any) -> np.ndarray:
@@ -302,7 +457,23 @@ def _decode(values: np.ndarray, encoding: Any) -> np.ndarray:
     scale = finite_or_none(encoding.get("scale"))
     if offset is None or scale is None:
         return values.astype(np.float32)
-    data = (offset + values.astype(np.float64) * scale).astype(np.float32)
+    data = _affine(values, offset, scale)
     if encoding.get("nan_code") == 0:
         data[values == 0] = np.nan
     return data
+
+
+def _gwyddion_chunks(scan: Scan, encoding: dict[str, Any], top: int) -> dict[str, str]:
+    """The "Gwy::" text chunks Gwyddion writes with a 16-bit PNG export, for our codes."""
+    zmin = encoding["offset"]
+    return {
+        _GWY + "XReal": repr(scan.scan_size_m[0]),
+        _GWY + "YReal": repr(scan.scan_size_m[1]),
+        _GWY + "XOffset": "0",
+        _GWY + "YOffset": "0",
+        _GWY + "ZMin": repr(zmin),
+        _GWY + "ZMax": repr(zmin + top * encoding["scale"]),
+        _GWY + "XYUnit": "m",
+        _GWY + "ZUnit": scan.unit,
+        _GWY + "Title": f"{scan.channel} ({scan.direction.title()})",
+    }

@@ -28,11 +28,11 @@ import numpy as np
 
 from stm_zoo.io._common import (
     ChannelInfo,
+    channel_lookup,
     check_image_size,
     check_not_empty,
     file_error,
     finite_or_none,
-    match_channel,
     parse_direction,
     write_atomically,
 )
@@ -154,43 +154,61 @@ def read(path: Path, channel: str = "Z", direction: str = "forward") -> Scan:
     Raises:
         STMFileError: bad file, unknown channel or a direction the channel was not recorded in.
     """
+    return read_many(path, [(channel, direction)])[0]
+
+
+def read_many(path: Path, selection: Sequence[tuple[str, str]]) -> list[Scan]:
+    """The (channel, direction) images of `selection`, parsing the header once.
+
+    Raises:
+        STMFileError: as `read`, for the first image that cannot be read.
+    """
     header = read_header(path)
-    fast, slow = parse_direction(direction)
-    if slow is not None:
-        raise file_error(
-            path, f"direction {direction!r} is for MATRIX files; use forward or backward"
-        )
-    name = match_channel(channel, [c.name for c in header.channels])
-    if name is None:
-        names = ", ".join(c.name for c in header.channels)
-        raise file_error(path, f"has no channel {channel!r}; it holds {names}")
-    index = [c.name for c in header.channels].index(name)
-    c = header.channels[index]
-    if fast not in c.directions:
-        raise file_error(path, f"channel {name} was recorded {c.directions[0]} only")
-    planes_before = sum(len(other.directions) for other in header.channels[:index])
-    offset = header.data_offset + (planes_before + c.directions.index(fast)) * header.plane_bytes
+    find = channel_lookup(c.name for c in header.channels)
+    first_plane: dict[str, tuple[int, SxmChannel]] = {}
+    planes = 0
+    for c in header.channels:
+        first_plane.setdefault(c.name, (planes, c))
+        planes += len(c.directions)
+    history = _history(header.tags)
+    assumed = header.tags.get(_TAG_ASSUMED, "").strip().upper() == "TRUE"
+    scans = []
     with open(path, "rb") as f:
-        f.seek(offset)
-        raw = f.read(header.plane_bytes)
-    if len(raw) != header.plane_bytes:  # only if the file shrank since its header was checked
-        raise file_error(path, "the data block ended early (file truncated while reading)")
-    plane = np.frombuffer(raw, dtype=header.dtype).reshape(header.height, header.width)
-    data = _orient(plane, fast, header.scan_dir).astype(np.float32)
-    return Scan(
-        data=data,
-        unit=c.unit,
-        channel=name,
-        direction=fast,
-        scan_size_m=header.scan_size_m,
-        bias_v=header.bias_v,
-        setpoint_a=header.setpoint_a,
-        source=path,
-        metadata={"format": "sxm", "header": dict(header.tags)},
-        history=_history(header.tags),
-        pixel_size_assumed=header.tags.get(_TAG_ASSUMED, "").strip().upper() == "TRUE",
-        scan_dir=header.scan_dir,
-    )
+        for channel, direction in selection:
+            fast, slow = parse_direction(direction)
+            if slow is not None:
+                raise file_error(
+                    path, f"direction {direction!r} is for MATRIX files; use forward or backward"
+                )
+            name = find(channel)
+            if name is None:
+                names = ", ".join(c.name for c in header.channels)
+                raise file_error(path, f"has no channel {channel!r}; it holds {names}")
+            before, c = first_plane[name]
+            if fast not in c.directions:
+                raise file_error(path, f"channel {name} was recorded {c.directions[0]} only")
+            f.seek(header.data_offset + (before + c.directions.index(fast)) * header.plane_bytes)
+            raw = f.read(header.plane_bytes)
+            if len(raw) != header.plane_bytes:  # only if the file shrank since it was checked
+                raise file_error(path, "the data block ended early (file truncated while reading)")
+            plane = np.frombuffer(raw, dtype=header.dtype).reshape(header.height, header.width)
+            scans.append(
+                Scan(
+                    data=_orient(plane, fast, header.scan_dir).astype(np.float32),
+                    unit=c.unit,
+                    channel=name,
+                    direction=fast,
+                    scan_size_m=header.scan_size_m,
+                    bias_v=header.bias_v,
+                    setpoint_a=header.setpoint_a,
+                    source=path,
+                    metadata={"format": "sxm", "header": dict(header.tags)},
+                    history=list(history),
+                    pixel_size_assumed=assumed,
+                    scan_dir=header.scan_dir,
+                )
+            )
+    return scans
 
 
 def write(scans: Sequence[Scan], path: Path) -> None:
@@ -464,6 +482,7 @@ def _data_info(raw_table: str, groups: dict[str, dict[str, Scan]]) -> str:
         if len(fields) >= 6:
             known[fields[1]] = fields[:6]
     used = {known[name][0] for name in groups if name in known}
+    free = 100  # numbers below it are taken; counting on from here keeps this linear
     rows = ["\tChannel\tName\tUnit\tDirection\tCalibration\tOffset"]
     for name, by_direction in groups.items():
         unit = "_".join(next(iter(by_direction.values())).unit.split()) or "a.u."
@@ -473,7 +492,9 @@ def _data_info(raw_table: str, groups: dict[str, dict[str, Scan]]) -> str:
         else:
             number = _NANONIS_CHANNEL_NUMBERS.get(name, "")
             if not number or number in used:
-                number = str(next(n for n in range(100, 100 + len(used) + 1) if str(n) not in used))
+                while str(free) in used:
+                    free += 1
+                number = str(free)
             calibration, offset = "1.000E+0", "0.000E+0"
         used.add(number)
         rows.append(f"\t{number}\t{name}\t{unit}\tboth\t{calibration}\t{offset}")

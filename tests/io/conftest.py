@@ -1,9 +1,12 @@
-"""Fixtures for the stm_zoo.io tests: the real instrument files, a comparison helper, and an
-independent .sxm builder (written from the format description, not from our writer)."""
+"""Fixtures for the stm_zoo.io tests: the real instrument files, a comparison helper, and
+independent .sxm and 16-bit PNG builders (written from the format descriptions, not from our
+writers)."""
 
 from __future__ import annotations
 
 import math
+import struct
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -91,6 +94,64 @@ def build_sxm(
 @pytest.fixture
 def raw_sxm() -> Callable[..., Path]:
     return build_sxm
+
+
+# (x0, y0, dx, dy) of the seven Adam7 passes
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def build_png16(
+    path: Path, pixels: np.ndarray, colour_type: int, *, interlaced: bool = False
+) -> Path:
+    """A 16-bit PNG of `pixels` (H, W, C) uint16, every row with a random one of the five filters
+    (so a decoder must undo them all), the IDAT stream split over two chunks."""
+    rng = np.random.default_rng(0)
+    height, width, _ = pixels.shape
+    bpp = 2 * pixels.shape[2]
+    passes = []
+    for x0, y0, dx, dy in _ADAM7 if interlaced else ((0, 0, 1, 1),):
+        sub = pixels[y0::dy, x0::dx]
+        if sub.size == 0:
+            continue
+        raw = sub.astype(">u2").view(np.uint8).reshape(sub.shape[0], -1).astype(np.int32)
+        up = np.vstack([np.zeros_like(raw[:1]), raw[:-1]])
+        left = np.hstack([np.zeros_like(raw[:, :bpp]), raw[:, :-bpp]])
+        up_left = np.hstack([np.zeros_like(up[:, :bpp]), up[:, :-bpp]])
+        p = left + up - up_left
+        pa, pb, pc = abs(p - left), abs(p - up), abs(p - up_left)
+        paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
+        kinds = rng.integers(0, 5, raw.shape[0])
+        predicted = np.stack([np.zeros_like(raw), left, up, (left + up) // 2, paeth])
+        filtered = (raw - predicted[kinds, np.arange(raw.shape[0])]) & 0xFF
+        passes.append(np.hstack([kinds[:, None], filtered]).astype(np.uint8).tobytes())
+    stream = zlib.compress(b"".join(passes))
+    half = len(stream) // 2
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, int(interlaced))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", stream[:half])
+        + png_chunk(b"IDAT", stream[half:])
+        + png_chunk(b"IEND", b"")
+    )
+    return path
+
+
+@pytest.fixture
+def png16() -> Callable[..., Path]:
+    return build_png16
 
 
 def row_mean_corr(a: np.ndarray, b: np.ndarray) -> float:

@@ -126,6 +126,34 @@ def test_absurd_dimensions_in_npy_and_png_headers(tmp_path):
         load_scan(png)
 
 
+def test_png_decompression_bomb_is_refused_before_decoding(tmp_path, capsys):
+    """Issue 13 (6b): an 8 kB PNG announcing 8192 x 8192 px once took 2.9 GB to convert."""
+    width = height = 8192  # 1-bit black: zlib packs the 8.4 MB of rows into about 8 kB
+    stream = zlib.compress(bytes(height * (1 + width // 8)), 9)
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])
+    path = tmp_path / "bomb.png"
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + b"".join(
+            len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+            for kind, data in ((b"IHDR", ihdr), (b"IDAT", stream), (b"IEND", b""))
+        )
+    )
+    assert path.stat().st_size < 10_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(STMFileError, match="decompression bomb") as error:
+            load_scan(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message = one_sentence(error.value, "bomb.png")
+    assert "8192 x 8192 px" in message and "save it as an uncompressed TIFF or as .npy" in message
+    assert peak < 5e6
+    assert main(["convert", str(path), str(tmp_path / "out.png")]) == 2
+    assert "decompression bomb" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("suffix", READERS)
 def test_text_file_renamed(tmp_path, suffix):
     folder = tmp_path / "renamed"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stm_zoo.__main__ import main
-from stm_zoo.io import list_channels, load_scan, scan_info
+from stm_zoo.io import list_channels, load_scan, scan_info, sxm
 from stm_zoo.io.cli_info import format_si
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,3 +114,34 @@ def test_convert_options_and_mistakes(fixtures_dir, tmp_path, capsys):
     gwy = fixtures_dir / "gwyddion" / "test.gwy"
     assert main(["convert", str(gwy), str(size_given), "--scan-size-nm", "64", "32"]) == 0
     assert load_scan(size_given).scan_size_m == pytest.approx((64e-9, 32e-9))
+
+
+def test_convert_is_linear_in_the_channel_count(tmp_path, raw_sxm, monkeypatch, capsys):
+    """Issue 13 (6c): 10,000 channels once took over a minute (the file was parsed per image)."""
+    parses = []
+    read_header = sxm.read_header
+    monkeypatch.setattr(sxm, "read_header", lambda path: parses.append(path) or read_header(path))
+
+    def convert(n: int) -> tuple[float, int]:
+        """Seconds for .sxm -> .gwy -> .sxm with n channels; the size of the .gwy."""
+        channels = [(f"Ch{i}", "V", "both") for i in range(n)]
+        planes = [np.full((2, 2), i, np.float32) for i in range(2 * n)]
+        source = raw_sxm(tmp_path / f"many{n}.sxm", planes, channels=channels)
+        best = float("inf")
+        for _ in range(2):
+            parses.clear()
+            start = time.perf_counter()
+            assert main(["convert", str(source), str(tmp_path / f"many{n}.gwy")]) == 0
+            assert main(["convert", str(tmp_path / f"many{n}.gwy"), str(tmp_path / "b.sxm")]) == 0
+            best = min(best, time.perf_counter() - start)
+            assert len(parses) == 2  # list_channels, then one read for all the images
+        assert "images in all" in capsys.readouterr().out  # the summary line stays short
+        again = load_scan(tmp_path / "b.sxm", f"Ch{n - 1}", "backward")
+        assert np.array_equal(again.data, planes[-1][:, ::-1])
+        return best, (tmp_path / f"many{n}.gwy").stat().st_size
+
+    small_s, small_bytes = convert(500)
+    large_s, large_bytes = convert(2500)
+    assert large_bytes < 5.5 * small_bytes  # the shared .sxm header is stored once
+    assert large_s < 10 * small_s + 0.5  # linear: 5x (quadratic was 25x)
+    assert large_s < 10

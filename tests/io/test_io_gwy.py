@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import gwyfile
 import numpy as np
 import pytest
@@ -94,3 +96,24 @@ def test_prefixed_units_are_converted_to_si(tmp_path):
     assert scan.unit == "m"
     assert np.allclose(scan.data, 2.5e-9)
     assert not scan.pixel_size_assumed
+
+
+def test_reading_a_large_gwy_allocates_less_than_the_file(tmp_path):
+    """Issue 13 (6a): no whole-file copies (a 3 GB file once took 6.4 GB to read)."""
+    data = np.random.default_rng(0).normal(scale=1e-10, size=(1024, 2048)).astype(np.float32)
+    scans = [Scan(data, scan_size_m=(2e-7, 1e-7)), Scan(data[::-1], direction="backward")]
+    path = save_scan(scans, tmp_path / "big.gwy")
+    size = path.stat().st_size  # two float64 fields: 32 MiB
+    tracemalloc.start()
+    try:
+        channels = list_channels(path)
+        listing_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        scan = load_scan(path, direction="backward")
+        reading_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [(c.name, c.directions) for c in channels] == [("Z", ("forward", "backward"))]
+    assert np.array_equal(scan.data, data[::-1])
+    assert listing_peak < 0.05 * size  # no field's values are read to list them
+    assert reading_peak < 0.5 * size  # one float32 copy of one field: a quarter of the file
