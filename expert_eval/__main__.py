@@ -1,4 +1,4 @@
-"""`python -m expert_eval COMMAND ...`: prepare blinded studies, summarise and export ratings."""
+"""`python -m expert_eval COMMAND ...`: prepare studies, summarise, export, issue rater tokens."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("expert_eval.study", "run the models once and write a blinded study folder"),
     "summary": ("expert_eval.analysis", "Table XV with bootstrap intervals and Kendall's W"),
     "export": ("expert_eval.store", "export the unblinded answers as CSV or JSON lines"),
+    "token": ("expert_eval.raters", "issue a new rater token (lost token, or an older store)"),
 }
 
 

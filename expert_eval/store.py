@@ -10,6 +10,11 @@ Guarantees:
 - WAL journal, `synchronous=FULL`, foreign keys on, a busy timeout; every submission is one
   `BEGIN IMMEDIATE` transaction, so a process killed mid-submission leaves either the whole answer
   or nothing, and concurrent writers wait for each other instead of failing.
+- Raters are identified by name (whitespace collapsed, case-folded; unique), and a rater's name is
+  claimed once: `new_rater` refuses a taken name and issues a token (`expert_eval.raters`), of
+  which only the SHA-256 is kept; `rater_for_token` is the only way back to a rater's trials.
+- Older stores open: schema 1 (no tokens) is migrated in place, inside one transaction; its
+  raters keep their answers and get a token when an organiser issues one (`expert_eval token`).
 - One answer per rater and trial (a UNIQUE constraint): a resubmission keeps the first answer and
   reports "already answered" without error.
 - An answer is whole or rejected: one rating 1-5 and one rank per output of the trial, the ranks a
@@ -17,7 +22,8 @@ Guarantees:
 
 Sync (optional): when `SPACE_ID` and a token (`HF_TOKEN`) are set, `start_sync` restores earlier
 answers from a private Hub dataset repo (`EXPERT_EVAL_DATASET`, default `<space>-ratings`) and
-pushes a JSON-lines snapshot of every answer there with `huggingface_hub.CommitScheduler`. Each
+pushes a JSON-lines snapshot of every answer there with `huggingface_hub.CommitScheduler`
+(with each rater's token hash, so that tokens still work after a restore). Each
 process writes its own file (`answers-<time>-<token>.jsonl`), always a full snapshot of the database
 rather than an append log, so an answer committed just before a crash is in the next snapshot
 and a restarted Space, whose disk may be empty, never overwrites what an earlier one pushed.
@@ -39,13 +45,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from expert_eval.raters import new_token, token_hash
 from expert_eval.study import Study, now_iso, rater_key
 from stm_zoo.errors import StmZooError
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "expert_eval.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_COMMENT = 2000
 SYNC_EVERY_MINUTES = 5.0
 
@@ -72,7 +79,8 @@ CREATE TABLE IF NOT EXISTS raters (
     rater_id     INTEGER PRIMARY KEY,
     rater_key    TEXT NOT NULL UNIQUE,   -- name, whitespace collapsed, case-folded
     display_name TEXT NOT NULL,
-    created_at   TEXT NOT NULL
+    created_at   TEXT NOT NULL,
+    token_sha256 TEXT                    -- NULL: no token issued yet (raters of schema 1)
 );
 CREATE TABLE IF NOT EXISTS answers (
     answer_id    INTEGER PRIMARY KEY,
@@ -95,11 +103,25 @@ CREATE TABLE IF NOT EXISTS ratings (
 );
 CREATE INDEX IF NOT EXISTS outputs_by_trial ON outputs(trial_id);
 CREATE INDEX IF NOT EXISTS answers_by_trial ON answers(trial_id);
+CREATE UNIQUE INDEX IF NOT EXISTS raters_by_token ON raters(token_sha256);
 """
+MIGRATIONS = {
+    # schema version reached -> statements run on a store of the version before
+    2: ("ALTER TABLE raters ADD COLUMN token_sha256 TEXT",),
+}
+
+
+def _statements(script: str) -> list[str]:
+    # executescript would commit the open transaction first; the schema has no ';' in comments.
+    return [s for s in script.split(";") if s.strip()]
 
 
 class InvalidSubmission(StmZooError):
     """An answer that cannot be stored (bad rating, rank, trial, output or comment)."""
+
+
+class NameTaken(StmZooError):
+    """A new rater chose a name that another rater (maybe they themselves) already holds."""
 
 
 def data_dir() -> Path:
@@ -142,7 +164,8 @@ class Submission:
     """One rater's complete answer to one trial.
 
     Attributes:
-        rater: the rater's name or id as typed (identity: `rater_key`).
+        rater: the rater's name (identity: `rater_key`); the caller has checked that whoever
+            sends the answer is this rater (`ExpertStore.rater_for_token`).
         trial_id: the trial.
         scores: one per output of the trial.
         comment: free text, at most `MAX_COMMENT` characters.
@@ -197,6 +220,12 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_sha256(value: Any) -> bool:
+    return (
+        isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    )
+
+
 class ExpertStore:
     """The SQLite database of studies, trials, raters and answers.
 
@@ -221,22 +250,32 @@ class ExpertStore:
                 mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if mode.lower() != "wal":
                     log.warning("%s: journal mode %s, not WAL", self.path, mode)
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise StmZooError(
-                        f"{self.path} was written by a newer stm-zoo (schema {version}): "
-                        "upgrade stm-zoo or use another EXPERT_EVAL_DB."
-                    )
-                # One script, one transaction: sqlite3's executescript would commit a
-                # transaction opened outside it.
-                conn.executescript(
-                    f"BEGIN IMMEDIATE;{SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
-                )
+                with self._transaction(conn):
+                    self._create_or_migrate(conn)
         except sqlite3.DatabaseError as error:
             raise StmZooError(
                 f"{self.path} cannot be used as the ratings database ({error}): set "
                 "EXPERT_EVAL_DB to a writable file."
             ) from None
+
+    def _create_or_migrate(self, conn: sqlite3.Connection) -> None:
+        # The version is read inside the write transaction: two processes opening an old store
+        # at once migrate it once.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StmZooError(
+                f"{self.path} was written by a newer stm-zoo (schema {version}): "
+                "upgrade stm-zoo or use another EXPERT_EVAL_DB."
+            )
+        if version:  # 0: a new file, which SCHEMA creates at the current version
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[target]:
+                    conn.execute(statement)
+            if version < SCHEMA_VERSION:
+                log.info("%s: ratings store migrated from schema %d", self.path, version)
+        for statement in _statements(SCHEMA):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     # -- connections -------------------------------------------------------------------------
 
@@ -330,24 +369,73 @@ class ExpertStore:
 
     # -- raters --------------------------------------------------------------------------------
 
-    def ensure_rater(self, name: str) -> int:
-        """The rater id for a name, created on first use.
+    def new_rater(self, name: str) -> str:
+        """Create a rater and issue their token: the only time the token exists in clear.
+
+        Returns:
+            The token (`expert_eval.raters.new_token`); the store keeps its hash.
 
         Raises:
+            NameTaken: a rater of this name (case and spacing aside) exists already.
             StmZooError: an empty, too long or non-printable name.
         """
         key = rater_key(name)
+        token = new_token()
         with self._writing() as conn:
-            return self._rater_id(conn, key, " ".join(name.split()))
+            if conn.execute("SELECT 1 FROM raters WHERE rater_key=?", (key,)).fetchone():
+                raise NameTaken(
+                    f"A rater named {' '.join(name.split())} has already started: to carry on, "
+                    "paste your rater token under Resume (the organisers can issue a new one), "
+                    "or start with another name."
+                )
+            self._rater_id(conn, key, " ".join(name.split()), token_hash(token))
+        return token
+
+    def rater_for_token(self, token: str) -> str | None:
+        """The name of the rater holding `token` (spacing, case and dashes aside), else None."""
+        digest = token_hash(token)
+        if digest is None:
+            return None
+        rows = self._read("SELECT display_name FROM raters WHERE token_sha256=?", (digest,))
+        return rows[0][0] if rows else None
+
+    def issue_token(self, name: str) -> str:
+        """A new token for an existing rater (lost token, or a rater of schema 1); the earlier
+        token stops working.
+
+        Raises:
+            StmZooError: no rater of this name.
+        """
+        key = rater_key(name)
+        token = new_token()
+        with self._writing() as conn:
+            cursor = conn.execute(
+                "UPDATE raters SET token_sha256=? WHERE rater_key=?", (token_hash(token), key)
+            )
+            if cursor.rowcount != 1:
+                raise StmZooError(
+                    f"{self.path} holds no rater named {' '.join(name.split())}: give the name "
+                    "as the admin view lists it."
+                )
+        return token
 
     @staticmethod
-    def _rater_id(conn: sqlite3.Connection, key: str, display_name: str) -> int:
+    def _rater_id(
+        conn: sqlite3.Connection, key: str, display_name: str, token_sha256: str | None = None
+    ) -> int:
+        """The rater's id, created when absent; a token hash is recorded where none was."""
         row = conn.execute("SELECT rater_id FROM raters WHERE rater_key=?", (key,)).fetchone()
         if row:
+            if token_sha256 is not None:
+                conn.execute(
+                    "UPDATE raters SET token_sha256=? WHERE rater_id=? AND token_sha256 IS NULL",
+                    (token_sha256, row[0]),
+                )
             return int(row[0])
         cursor = conn.execute(
-            "INSERT INTO raters (rater_key, display_name, created_at) VALUES (?, ?, ?)",
-            (key, display_name, now_iso()),
+            "INSERT INTO raters (rater_key, display_name, created_at, token_sha256) "
+            "VALUES (?, ?, ?, ?)",
+            (key, display_name, now_iso(), token_sha256),
         )
         return int(cursor.lastrowid)
 
@@ -378,6 +466,11 @@ class ExpertStore:
                 too long comment; nothing is stored.
             StmZooError: a bad rater name.
         """
+        return self._store(submission, submitted_at, None)
+
+    def _store(
+        self, submission: Submission, submitted_at: str | None, token_sha256: str | None
+    ) -> SubmitResult:
         key = rater_key(submission.rater)
         self._check_shape(submission)
         with self._writing() as conn:
@@ -397,7 +490,7 @@ class ExpertStore:
                     f"This answer covers {len(submission.scores)} output(s) but the trial has "
                     f"{len(outputs)}: rate and rank every output, then submit again."
                 )
-            rater_id = self._rater_id(conn, key, " ".join(submission.rater.split()))
+            rater_id = self._rater_id(conn, key, " ".join(submission.rater.split()), token_sha256)
             earlier = conn.execute(
                 "SELECT answer_id FROM answers WHERE rater_id=? AND trial_id=?",
                 (rater_id, submission.trial_id),
@@ -501,7 +594,12 @@ class ExpertStore:
     # -- export / import -----------------------------------------------------------------------
 
     def export_answers(self, study_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        """One JSON-friendly dict per answer (the sync format), oldest first."""
+        """One JSON-friendly dict per answer (the sync format), oldest first.
+
+        Each holds the rater's token hash (None when no token was issued), so that a store
+        restored from the export lets raters resume with the tokens they hold.
+        """
+        tokens = dict(self._read("SELECT rater_key, token_sha256 FROM raters"))
         answers: dict[int, dict[str, Any]] = {}
         for rec in self.records(study_ids):
             answer = answers.setdefault(
@@ -512,6 +610,7 @@ class ExpertStore:
                     "trial_id": rec.trial_id,
                     "input_id": rec.input_id,
                     "rater": rec.rater,
+                    "rater_token_sha256": tokens[rater_key(rec.rater)],
                     "comment": rec.comment,
                     "shown_at": rec.shown_at,
                     "submitted_at": rec.submitted_at,
@@ -567,8 +666,15 @@ class ExpertStore:
                 raise InvalidSubmission(
                     f"An exported answer lacks the field {error}: the export is damaged."
                 ) from None
+            # Absent in exports written before tokens: such raters get one from an organiser.
+            digest = answer.get("rater_token_sha256")
+            if digest is not None and not _is_sha256(digest):
+                raise InvalidSubmission(
+                    f"An exported answer has a malformed rater token hash {digest!r}: the "
+                    "export is damaged."
+                )
             known = self._read("SELECT 1 FROM trials WHERE trial_id=?", (submission.trial_id,))
-            if known and self.submit(submission, submitted_at).stored:
+            if known and self._store(submission, submitted_at, digest).stored:
                 added += 1
         return added
 

@@ -1,9 +1,12 @@
 """The "Expert evaluation" tab: blinded rating and ranking of model outputs, and an admin view.
 
-A rater types a name or id and gets their next unanswered trial: the input scan and every output,
-labelled A, B, C, ... in an order drawn for this rater and trial (`expert_eval.study`). They rate
-each output 1-5, rank them (one dropdown per output, checked to be a permutation), may comment and
-submit; the next trial follows. Entering the same name later resumes where they stopped.
+A new rater types a name, is issued a rater token (shown once, with a resume link
+`?rater=<token>`) and gets their first trial: the input scan and every output, labelled A, B, C,
+... in an order drawn for this rater and trial (`expert_eval.study`). They rate each output 1-5,
+rank them (one dropdown per output, checked to be a permutation), may comment and submit; the next
+trial follows. To carry on later they paste the token under Resume or open the resume link; a
+typed name alone resumes nothing: a name already taken is refused with a request for the token
+(`expert_eval.raters`), so a second client typing "alice" never sees Alice's trials or progress.
 
 Blinding: what reaches the browser is text without model information and PNG files rendered for
 this request (no text chunks, random file names); output and trial ids, the mapping to models and
@@ -23,13 +26,14 @@ import logging
 import os
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
 
+from expert_eval.raters import QUERY_PARAMETER
 from expert_eval.store import (
     ExpertStore,
     InvalidSubmission,
@@ -50,14 +54,17 @@ STUDY_ENV = "EXPERT_EVAL_STUDY"
 RATING_CHOICES = [1, 2, 3, 4, 5]
 INSTRUCTIONS = """\
 ### Blinded expert evaluation
-Enter your name or rater id and press **Start**. Each trial shows one input scan and several
-processed versions of it, labelled A, B, C, ... in a random order that differs between trials and
-raters. For each version:
+**New rater:** enter your name or rater id and press **Start**. You get a rater token: keep it,
+it is the only way back to your trials. **Returning:** paste your token and press **Resume**, or
+open your resume link.
+
+Each trial shows one input scan and several processed versions of it, labelled A, B, C, ... in a
+random order that differs between trials and raters. For each version:
 - **rate** its quality from 1 (unusable) to 5 (as good as a clean scan of this surface);
 - **rank** the versions against each other: 1 = best; every rank is used exactly once.
 
 Judge the atomic structure and whether features look real or invented. You may leave a comment.
-Progress is saved after every trial: enter the same name later to carry on where you stopped.
+Progress is saved after every trial: resume with your token to carry on where you stopped.
 """
 
 
@@ -71,6 +78,7 @@ class Screen:
         output_images: paths of the rendered output PNGs in label order (A, B, ...).
         n_ranks: how many outputs the trial has.
         status: a message for the rater.
+        token: the rater's token, on the screen that created the rater only (shown once).
     """
 
     progress: str
@@ -78,6 +86,7 @@ class Screen:
     output_images: tuple[str, ...]
     n_ranks: int
     status: str
+    token: str | None = None
 
 
 def render_png(
@@ -143,14 +152,41 @@ class ExpertPanel:
         order = presentation_order(study.secret, key, trial_id, len(trial.outputs))
         return [trial.outputs[i].output_id for i in order]
 
+    def start(self, name: str) -> tuple[Screen, dict[str, Any] | None]:
+        """A new rater: their token (in `Screen.token`, its only showing) and first trial.
+
+        Raises:
+            NameTaken: the name is taken; the message asks for the token instead.
+            StmZooError: a bad name.
+        """
+        token = self.store.new_rater(name)
+        screen, state = self.next_screen(name)
+        return replace(screen, token=token), state
+
+    def resume(self, token: str) -> tuple[Screen, dict[str, Any] | None]:
+        """The next trial of the rater holding `token`.
+
+        Raises:
+            StmZooError: no rater holds this token.
+        """
+        name = self.store.rater_for_token(token)
+        if name is None:
+            raise StmZooError(
+                "This rater token is not known here: paste all of it (e.g. abcd-efgh-...), or "
+                "start as a new rater with your name."
+            )
+        return self.next_screen(name, f"Welcome back, {_escape(name)}.")
+
     def next_screen(self, name: str, message: str = "") -> tuple[Screen, dict[str, Any] | None]:
         """The rater's next unanswered trial, rendered; and the server-side state for it.
+
+        Only for a rater who has shown who they are (`start`, `resume`, a stored state): the
+        name itself proves nothing.
 
         Raises:
             StmZooError: a bad rater name.
         """
         key = rater_key(name)
-        self.store.ensure_rater(name)
         answered = self.store.answered_trials(name) & self._trials.keys()
         pending = [t for t in self.trial_order(key) if t not in answered]
         if not pending:
@@ -195,7 +231,7 @@ class ExpertPanel:
             (None, message, the same state) when the answer is incomplete or invalid.
         """
         if not state or state.get("trial_id") not in self._trials:
-            return None, "Enter your name and press **Start** first.", state
+            return None, "Press **Start** (new rater) or **Resume** (with your token) first.", state
         name, trial_id = state["rater"], state["trial_id"]
         output_ids = self.output_order(rater_key(name), trial_id)
         n = len(output_ids)
@@ -354,13 +390,35 @@ def expert_tab(
     return panel
 
 
+def token_note(token: str) -> str:
+    """What a new rater is shown once: the token and a resume link relative to this page."""
+    return (
+        f"**Your rater token: `{token}`**. Copy it now: it is shown only this once, and it is "
+        f"the only way back to your trials. Later, paste it under **Resume**, or bookmark "
+        f"[this resume link](?{QUERY_PARAMETER}={token})."
+    )
+
+
+def token_from_request(request: gr.Request | None) -> str | None:
+    """The token in the page's `?rater=` query parameter, if any."""
+    if request is None:
+        return None
+    params = dict(getattr(request, "query_params", None) or {})
+    value = params.get(QUERY_PARAMETER)
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def _rater_view(panel: ExpertPanel) -> None:
     gr.Markdown(INSTRUCTIONS)
     with gr.Row(equal_height=True):
         name = gr.Textbox(
-            label="Your name or rater id", max_lines=1, scale=3, elem_id="expert-name"
+            label="New rater: your name or rater id", max_lines=1, scale=3, elem_id="expert-name"
         )
-        start = gr.Button("Start / resume", variant="primary", scale=1, elem_id="expert-start")
+        start = gr.Button("Start", variant="primary", scale=1, elem_id="expert-start")
+        token = gr.Textbox(
+            label="Returning: your rater token", max_lines=1, scale=3, elem_id="expert-token"
+        )
+        resume = gr.Button("Resume", scale=1, elem_id="expert-resume")
     progress = gr.Markdown(elem_id="expert-progress")
     input_image = gr.Image(
         label="Input",
@@ -411,11 +469,26 @@ def _rater_view(panel: ExpertPanel) -> None:
         elem_id="expert-comment",
     )
     submit = gr.Button("Submit and next", variant="primary", visible=False, elem_id="expert-submit")
+    note = gr.Markdown(elem_id="expert-token-note")
     status = gr.Markdown(elem_id="expert-status")
     state = gr.State(None)
-    outputs = [progress, input_image, *images, *ratings, *ranks, comment, submit, status, state]
+    outputs = [
+        progress,
+        input_image,
+        *images,
+        *ratings,
+        *ranks,
+        comment,
+        submit,
+        note,
+        status,
+        state,
+    ]
 
-    def show(screen: Screen, new_state: dict[str, Any] | None) -> tuple[Any, ...]:
+    def unchanged(message: Any, new_state: dict[str, Any] | None) -> tuple[Any, ...]:
+        return (*[gr.update()] * (len(outputs) - 2), message, new_state)
+
+    def show(screen: Screen, new_state: dict[str, Any] | None, note_text: Any) -> tuple[Any, ...]:
         n, open_trial = screen.n_ranks, screen.input_image is not None
         choices = [str(k) for k in range(1, n + 1)]
         return (
@@ -429,26 +502,49 @@ def _rater_view(panel: ExpertPanel) -> None:
             *[gr.update(choices=choices, value=None, visible=i < n) for i in range(panel.n_slots)],
             gr.update(value="", visible=open_trial),
             gr.update(visible=open_trial),
+            note_text,
             screen.status,
             new_state,
         )
 
+    # A refused start or resume clears the screen and the state: the page must not go on
+    # showing, or answering for, whoever used it before.
+    def refuse(message: str) -> tuple[Any, ...]:
+        return show(Screen("", None, (), 0, message), None, "")
+
     def on_start(rater: str):
         try:
-            screen, new_state = panel.next_screen(rater or "")
+            screen, new_state = panel.start(rater or "")
         except StmZooError as error:
-            return (*[gr.update()] * (len(outputs) - 2), str(error), None)
-        return show(screen, new_state)
+            return refuse(str(error))
+        return show(screen, new_state, token_note(screen.token))
 
-    def on_submit(current: dict[str, Any] | None, note: str, *values: Any):
+    def on_resume(given: str):
+        try:
+            screen, new_state = panel.resume(given or "")
+        except StmZooError as error:
+            return refuse(str(error))
+        return show(screen, new_state, "")
+
+    def on_load(request: gr.Request):
+        given = token_from_request(request)
+        if given is None:
+            return (gr.update(), *unchanged(gr.update(), None))
+        return (given.strip(), *on_resume(given))
+
+    def on_submit(current: dict[str, Any] | None, comment_text: str, *values: Any):
         slot_ratings, slot_ranks = values[: panel.n_slots], values[panel.n_slots :]
-        screen, message, new_state = panel.submit(current, slot_ratings, slot_ranks, note)
+        screen, message, new_state = panel.submit(current, slot_ratings, slot_ranks, comment_text)
         if screen is None:
-            return (*[gr.update()] * (len(outputs) - 2), message, new_state)
-        return show(screen, new_state)
+            return unchanged(message, new_state)
+        return show(screen, new_state, gr.update())
 
     events = {"concurrency_limit": 8, "concurrency_id": "expert-eval"}
     gr.on([start.click, name.submit], on_start, [name], outputs, api_name="expert_start", **events)
+    resumed = [resume.click, token.submit]
+    gr.on(resumed, on_resume, [token], outputs, api_name="expert_resume", **events)
+    # The resume link: `?rater=<token>` in the page address resumes on load.
+    gr.on(None, on_load, None, [token, *outputs], api_visibility="private", **events)
     submit.click(
         on_submit, [state, comment, *ratings, *ranks], outputs, api_name="expert_submit", **events
     )

@@ -1,7 +1,9 @@
-"""End to end in headless Chromium: a rater completes one trial of the Expert evaluation tab."""
+"""End to end in headless Chromium: a rater completes one trial of the Expert evaluation tab,
+comes back through the resume link, and another page typing the same name is refused."""
 
 from __future__ import annotations
 
+import re
 import socket
 
 import gradio as gr
@@ -65,6 +67,29 @@ def test_a_rater_completes_one_trial_in_the_browser(
             page.locator("#expert-status").get_by_text("Answer saved").wait_for()
             progress.get_by_text("Trial 2 of 4").wait_for()
             page.screenshot(path=str(tmp_path / "after_submit.png"), full_page=True)
+            # The token, shown once with the first trial, and its resume link.
+            note = page.locator("#expert-token-note")
+            token = re.search(r"[a-z2-9]{4}(?:-[a-z2-9]{4}){4}", note.inner_text()).group(0)
+            link = note.get_by_role("link")
+            assert link.get_attribute("href").endswith(f"?rater={token}")
+
+            # The resume link, opened in a fresh browser, carries on at trial 2.
+            back = browser.new_context().new_page()
+            back.set_default_timeout(30_000)
+            back.goto(f"{url}?rater={token}")
+            back.locator("#expert-progress").get_by_text("Trial 2 of 4").wait_for()
+            back.locator("#expert-img-0 img").wait_for()
+            assert back.locator("#expert-token-note").inner_text().strip() == ""
+
+            # Another browser typing the same name gets a request for the token, no trial.
+            other = browser.new_context().new_page()
+            other.set_default_timeout(30_000)
+            other.goto(url)
+            other.locator("#expert-name").get_by_role("textbox").fill("browser tester")
+            other.locator("#expert-start").click()
+            other.locator("#expert-status").get_by_text("paste your rater token").wait_for()
+            assert "Trial" not in other.locator("#expert-progress").inner_text()
+            assert other.locator("#expert-img-0 img").count() == 0
             browser.close()
     finally:
         demo.close()

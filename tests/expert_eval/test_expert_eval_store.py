@@ -1,22 +1,27 @@
-"""The ratings store: validation, idempotency, concurrency, crash safety, export and sync."""
+"""The ratings store: pragmas, transactions, validation, idempotency, concurrency (threads and
+processes), crash safety, rater names and tokens, migration of old stores, export and sync."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from expert_eval import store as st
-from expert_eval.store import ExpertStore, InvalidSubmission
+from expert_eval.__main__ import main
+from expert_eval.store import ExpertStore, InvalidSubmission, NameTaken
 from stm_zoo.errors import StmZooError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -30,17 +35,75 @@ def db(tmp_path, make_study):
     return store, study
 
 
-def test_database_is_wal_with_foreign_keys_and_schema(db):
+TABLES = ("studies", "trials", "outputs", "raters", "answers", "ratings")
+
+
+def on_disk(path: Path) -> dict[str, int]:
+    """Row counts as another connection (another process) sees them: committed rows only."""
+    with closing(sqlite3.connect(path)) as conn:
+        return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
+
+
+def pragmas(conn: sqlite3.Connection) -> dict[str, object]:
+    names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+    return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in names}
+
+
+def test_the_connections_the_store_writes_with_have_the_intended_pragmas(db):
     store, _ = db
-    with sqlite3.connect(store.path) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == st.SCHEMA_VERSION
-    # Every connection of the store enforces foreign keys: an orphan rating is refused.
-    conn = store._connect()
+    # WAL; synchronous=FULL (2): a commit is on disk before submit returns; foreign keys on;
+    # writers wait 30 s for each other.
+    expected = {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "busy_timeout": 30000}
+    assert pragmas(store._connection()) == expected
+    elsewhere: list[dict[str, object]] = []
+    worker = threading.Thread(target=lambda: elsewhere.append(pragmas(store._connection())))
+    worker.start()
+    worker.join()
+    assert elsewhere == [expected]  # each thread's own connection too
+    assert store._read("PRAGMA user_version")[0][0] == st.SCHEMA_VERSION
+    # Foreign keys are enforced on the store's connection: an orphan rating is refused.
     with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("INSERT INTO ratings VALUES (999, 'nope', 'A', 3, 1)")
-    conn.close()
+        store._connection().execute("INSERT INTO ratings VALUES (999, 'nope', 'A', 3, 1)")
     assert store.check() == []
+
+
+def test_an_answer_and_its_ratings_are_stored_together_or_not_at_all(db, make_answer):
+    store, study = db
+    conn = store._connection()
+
+    def deny_ratings(action: int, table: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_INSERT and table == "ratings":
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    # The rater and the answer row are written, then writing the ratings fails.
+    conn.set_authorizer(deny_ratings)
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+            store.submit(make_answer(study, 0, "alice"))
+    finally:
+        conn.set_authorizer(None)
+    empty = {"raters": 0, "answers": 0, "ratings": 0}
+    assert {t: on_disk(store.path)[t] for t in empty} == empty
+    assert {t: store.counts()[t] for t in empty} == empty
+    assert store.answered_trials("alice") == set()
+    assert store.submit(make_answer(study, 0, "alice")).stored  # not "already answered"
+    assert on_disk(store.path)["ratings"] == 3 and store.check() == []
+
+
+def test_a_write_failing_midway_is_rolled_back_whole(db, make_answer, monkeypatch):
+    store, study = db
+    # Past the checks made in Python, the third rating breaks the table's CHECK: by then the
+    # rater, the answer and two ratings are written inside the transaction.
+    monkeypatch.setattr(ExpertStore, "_check_shape", staticmethod(lambda submission: None))
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        store.submit(make_answer(study, 1, "bob", ratings=[4, 4, 9]))
+    assert not store._connection().in_transaction  # the reused connection is left clean
+    empty = {"raters": 0, "answers": 0, "ratings": 0}
+    assert {t: on_disk(store.path)[t] for t in empty} == empty
+    assert {t: store.counts()[t] for t in empty} == empty
+    assert store.submit(make_answer(study, 1, "bob")).stored
+    assert on_disk(store.path)["ratings"] == 3 and store.check() == []
 
 
 def test_a_valid_answer_is_stored_whole_with_timestamps(db, make_answer):
@@ -227,6 +290,77 @@ def _run_child(db_path: Path, rater: str, stop_at: int = -1, kill_after: int = 0
     assert child.returncode == -signal.SIGKILL
 
 
+WRITER = textwrap.dedent(
+    """
+    import sys
+    sys.path[:0] = [{root!r}, {tests!r}]
+    from conftest import full_answer, synthetic_study
+    from expert_eval.store import ExpertStore
+
+    PROC = int(sys.argv[1])
+    study = synthetic_study(None, n_trials={n})
+    store = ExpertStore({db!r})
+    print("READY", flush=True)
+    sys.stdin.readline()  # every writer starts at once
+    stored = 0
+    for i in range({n}):
+        ranks = [(PROC + i + j) % 3 + 1 for j in range(3)]
+        ratings = [(PROC * 7 + i + j) % 5 + 1 for j in range(3)]
+        stored += store.submit(full_answer(study, i, f"proc-{{PROC}}", ratings, ranks)).stored
+    # The same rater and trial from every process: one answer may win.
+    shared = store.submit(full_answer(study, 0, "shared", ratings=[PROC + 1] * 3)).stored
+    print("DONE", stored, int(shared), flush=True)
+    """
+)
+
+
+def test_four_processes_writing_at_once_store_every_rating_exactly_once(tmp_path, make_study):
+    n_procs, n_answers = 4, 25
+    db_path = tmp_path / "ratings.sqlite3"
+    study = make_study(tmp_path, n_trials=n_answers)
+    ExpertStore(db_path).register_study(study)
+    script = WRITER.format(
+        root=str(REPO_ROOT), tests=str(Path(__file__).parent), db=str(db_path), n=n_answers
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(k)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(n_procs)
+    ]
+    try:
+        assert [c.stdout.readline().strip() for c in children] == ["READY"] * n_procs
+        for child in children:
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        done = [child.stdout.readline().split() for child in children]
+        assert [child.wait(timeout=120) for child in children] == [0] * n_procs
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+    assert [d[:2] for d in done] == [["DONE", str(n_answers)]] * n_procs
+    assert sum(int(d[2]) for d in done) == 1  # the shared answer: stored once
+    store = ExpertStore(db_path)
+    records = [r for r in store.records() if r.rater != "shared"]
+    assert len(records) == n_procs * n_answers * 3
+    keys = [(r.rater, r.trial_id, r.output_id) for r in records]
+    assert len(set(keys)) == len(keys)
+    for r in records:  # each value is the one that process sent
+        k, i = int(r.rater.split("-")[1]), int(r.trial_id.rsplit("t", 1)[1])
+        j = int(r.output_id.rsplit("o", 1)[1])
+        assert r.rank == (k + i + j) % 3 + 1 and r.rating == (k * 7 + i + j) % 5 + 1
+    counts = on_disk(db_path)
+    assert counts["answers"] == n_procs * n_answers + 1 and counts["raters"] == n_procs + 1
+    assert counts["ratings"] == (n_procs * n_answers + 1) * 3
+    with closing(sqlite3.connect(db_path)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert store.check() == []
+
+
 def _assert_consistent(store: ExpertStore, study) -> int:
     assert store.check() == []
     answers = store.export_answers()
@@ -270,6 +404,7 @@ def test_register_study_is_idempotent_and_refuses_a_changed_study(tmp_path, make
 
 def test_export_is_the_file_the_scheduler_pushes_and_imports_back(db, tmp_path, make_answer):
     store, study = db
+    token = store.new_rater("alice")
     store.submit(make_answer(study, 0, "alice", ratings=[5, 4, 3], comment="nice"))
     store.submit(make_answer(study, 1, "bob", ranks=[3, 1, 2]))
     lock = threading.Lock()
@@ -282,6 +417,10 @@ def test_export_is_the_file_the_scheduler_pushes_and_imports_back(db, tmp_path, 
     assert lines[0]["comment"] == "nice" and lines[0]["task"] == "restore"
     assert [r["model"] for r in lines[0]["ratings"]] == study.models
     assert [r["rating"] for r in lines[0]["ratings"]] == [5, 4, 3]
+    hashes = dict(store._read("SELECT rater_key, token_sha256 FROM raters"))
+    assert lines[0]["rater_token_sha256"] == hashes["alice"] is not None
+    assert lines[1]["rater_token_sha256"] is None  # bob has no token
+    assert token not in path.read_text(encoding="utf-8")
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary files left
 
     # A restarted Space starts from an empty disk and restores the answers from the repo.
@@ -290,6 +429,17 @@ def test_export_is_the_file_the_scheduler_pushes_and_imports_back(db, tmp_path, 
     assert fresh.import_answers(st.read_export(path)) == 2
     assert fresh.import_answers(st.read_export(path)) == 0  # idempotent
     assert fresh.export_answers() == store.export_answers()
+    assert fresh.rater_for_token(token) == "alice"  # her token works after a restore
+
+    # An export written before tokens imports too; a damaged token hash is refused.
+    older = [{k: v for k, v in a.items() if k != "rater_token_sha256"} for a in lines]
+    oldest = ExpertStore(tmp_path / "oldest.sqlite3")
+    oldest.register_study(study)
+    assert oldest.import_answers(older) == 2 and oldest.rater_for_token(token) is None
+    damaged = ExpertStore(tmp_path / "damaged.sqlite3")
+    damaged.register_study(study)
+    with pytest.raises(InvalidSubmission, match="token hash"):
+        damaged.import_answers([{**lines[0], "rater_token_sha256": "not-a-hash"}])
 
 
 def test_sync_is_off_without_space_or_token(db, monkeypatch):
@@ -364,3 +514,153 @@ def test_configured_sync_restores_then_pushes_snapshots(db, make_answer, tmp_pat
     store.submit(make_answer(study, 0, "new"))
     sync.snapshot()
     assert [a["rater"] for a in st.read_export(sync.path)] == ["from-last-run", "new"]
+
+
+def test_a_name_is_claimed_once_and_only_its_token_leads_back(db, make_answer):
+    store, study = db
+    token = store.new_rater("Dr.  Alice")
+    assert store.rater_for_token(token) == "Dr. Alice"
+    assert store.rater_for_token(f" {token.upper().replace('-', ' ')} ") == "Dr. Alice"
+    for taken in ("Dr. Alice", "dr. alice", "  DR.   ALICE "):
+        with pytest.raises(NameTaken, match="paste your rater token"):
+            store.new_rater(taken)
+    for bad in ("", "Dr. Alice", token[:-1], token + "x", None):
+        assert store.rater_for_token(bad) is None
+    assert store.counts()["raters"] == 1
+    # The database holds the token's hash, never the token.
+    plain = token.replace("-", "")
+    digest = hashlib.sha256(plain.encode("ascii")).hexdigest()
+    assert store._read("SELECT token_sha256 FROM raters") == [(digest,)]
+    files = [p for p in store.path.parent.iterdir() if p.name.startswith(store.path.name)]
+    raw = b"".join(p.read_bytes() for p in files)
+    assert digest.encode() in raw and token.encode() not in raw and plain.encode() not in raw
+    # A new token (lost, or never issued) replaces the old one.
+    new = store.issue_token("DR. ALICE")
+    assert store.rater_for_token(token) is None and store.rater_for_token(new) == "Dr. Alice"
+    with pytest.raises(StmZooError, match="no rater named"):
+        store.issue_token("nobody")
+    # Two clients claiming one new name at once: one gets it, the other is refused.
+    barrier, outcomes = threading.Barrier(8), []
+
+    def claim() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(store.new_rater("Bob"))
+        except NameTaken:
+            outcomes.append(None)
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [t for t in outcomes if t is not None]
+    assert len(outcomes) == 8 and len(winners) == 1
+    assert store.rater_for_token(winners[0]) == "Bob"
+
+
+def test_cli_issues_a_new_token(db, capsys):
+    store, _ = db
+    old = store.new_rater("Carol")
+    assert main(["token", "--db", str(store.path), "carol"]) == 0
+    out = capsys.readouterr().out
+    new = re.search(r"[a-z2-9]{4}(?:-[a-z2-9]{4}){4}", out).group(0)
+    assert f"?rater={new}" in out
+    assert store.rater_for_token(new) == "Carol" and store.rater_for_token(old) is None
+    assert main(["token", "--db", str(store.path), "nobody"]) == 2
+    assert "no rater named nobody" in capsys.readouterr().err
+
+
+SCHEMA_1 = """
+CREATE TABLE studies (study_id TEXT PRIMARY KEY, name TEXT NOT NULL, task TEXT NOT NULL,
+    models TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE trials (trial_id TEXT PRIMARY KEY,
+    study_id TEXT NOT NULL REFERENCES studies(study_id), input_id TEXT NOT NULL,
+    n_outputs INTEGER NOT NULL CHECK (n_outputs >= 2));
+CREATE TABLE outputs (output_id TEXT PRIMARY KEY,
+    trial_id TEXT NOT NULL REFERENCES trials(trial_id), model TEXT NOT NULL);
+CREATE TABLE raters (rater_id INTEGER PRIMARY KEY, rater_key TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE answers (answer_id INTEGER PRIMARY KEY,
+    rater_id INTEGER NOT NULL REFERENCES raters(rater_id),
+    trial_id TEXT NOT NULL REFERENCES trials(trial_id), comment TEXT NOT NULL DEFAULT '',
+    shown_at TEXT, submitted_at TEXT NOT NULL, UNIQUE (rater_id, trial_id));
+CREATE TABLE ratings (answer_id INTEGER NOT NULL REFERENCES answers(answer_id),
+    output_id TEXT NOT NULL REFERENCES outputs(output_id), label TEXT NOT NULL,
+    rating INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 5), rank INTEGER NOT NULL CHECK (rank >= 1),
+    PRIMARY KEY (answer_id, output_id), UNIQUE (answer_id, rank), UNIQUE (answer_id, label));
+CREATE INDEX outputs_by_trial ON outputs(trial_id);
+CREATE INDEX answers_by_trial ON answers(trial_id);
+PRAGMA user_version=1;
+"""
+
+
+def write_schema_1_store(path: Path, study) -> None:
+    """A store as stm-zoo wrote it before rater tokens: Alice has answered the first trial."""
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(SCHEMA_1)
+        conn.execute(
+            "INSERT INTO studies VALUES (?, ?, ?, ?, ?)",
+            (study.study_id, study.name, study.task, json.dumps(study.models), study.created_at),
+        )
+        for trial in study.trials:
+            conn.execute(
+                "INSERT INTO trials VALUES (?, ?, ?, ?)",
+                (trial.trial_id, study.study_id, trial.input_id, len(trial.outputs)),
+            )
+            for o in trial.outputs:
+                conn.execute(
+                    "INSERT INTO outputs VALUES (?, ?, ?)", (o.output_id, trial.trial_id, o.model)
+                )
+        conn.execute("INSERT INTO raters VALUES (1, 'alice', 'Alice', '2025-01-01')")
+        conn.execute(
+            "INSERT INTO answers VALUES (1, 1, ?, 'old', NULL, '2025-01-02')",
+            (study.trials[0].trial_id,),
+        )
+        for j, o in enumerate(study.trials[0].outputs):
+            conn.execute(
+                "INSERT INTO ratings VALUES (1, ?, ?, ?, ?)", (o.output_id, "ABC"[j], 5 - j, j + 1)
+            )
+        conn.commit()
+
+
+def test_a_schema_1_store_opens_migrated_with_every_answer(tmp_path, make_study, make_answer):
+    path = tmp_path / "old.sqlite3"
+    study = make_study(tmp_path, n_trials=3)
+    write_schema_1_store(path, study)
+    # Several workers opening the old file at once migrate it once.
+    barrier, opened, errors = threading.Barrier(4), [], []
+
+    def open_store() -> None:
+        barrier.wait()
+        try:
+            opened.append(ExpertStore(path))
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(opened) == 4
+    store = opened[0]
+    assert store._read("PRAGMA user_version")[0][0] == st.SCHEMA_VERSION
+    assert "token_sha256" in [row[1] for row in store._read("PRAGMA table_info(raters)")]
+    store.register_study(study)  # the study recorded by the old version matches
+    records = store.records()
+    assert [(r.rater, r.rating, r.rank, r.comment) for r in records] == [
+        ("Alice", 5, 1, "old"),
+        ("Alice", 4, 2, "old"),
+        ("Alice", 3, 3, "old"),
+    ]
+    assert store.check() == []
+    # Her name alone resumes nothing; a token from the organisers brings her back.
+    with pytest.raises(NameTaken):
+        store.new_rater("alice")
+    token = store.issue_token("Alice")
+    assert store.rater_for_token(token) == "Alice"
+    assert store.answered_trials("Alice") == {study.trials[0].trial_id}
+    assert store.submit(make_answer(study, 1, "Alice")).stored
+    assert ExpertStore(path).counts()["answers"] == 2  # opening again changes nothing

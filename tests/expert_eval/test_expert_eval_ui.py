@@ -1,4 +1,5 @@
-"""The Expert evaluation tab: blinding of every rater payload, validation, resuming, admin view."""
+"""The Expert evaluation tab: blinding of every rater payload, validation, rater tokens and
+resuming, admin view."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from PIL import Image
 from expert_eval import ui
 from expert_eval.study import Study, rater_key
 from stm_zoo.app_previews import display_size, render
+from stm_zoo.errors import StmZooError
 
 FAMILY_WORDS = re.compile(
     r"\b(fm|ddim|fft|ae|classical|autoencoder|flow|diffusion|small|large|steps?|gwyddion)\b",
@@ -110,7 +112,7 @@ def test_every_rater_payload_is_blind(prepared_study, tmp_path, monkeypatch):
                 assert_blind({"status": leak}, [prepared_study])
         client = Client(url, download_files=False, verbose=False)
         api = client.view_api(return_format="dict", print_info=False)
-        assert set(api["named_endpoints"]) == {"/expert_start", "/expert_submit"}
+        assert set(api["named_endpoints"]) == {"/expert_start", "/expert_resume", "/expert_submit"}
         assert_blind(api, [prepared_study])
 
         served: dict[str, list[bytes]] = {}
@@ -162,12 +164,12 @@ def test_orders_are_fixed_per_rater_and_vary_across_raters(panel, prepared_study
     seen: dict[str, list[tuple[str, ...]]] = defaultdict(list)
     first_trials = Counter()
     for r in range(24):
-        screen, state = panel.next_screen(f"rater {r}")
+        screen, state = panel.start(f"rater {r}")
         pngs = [Path(p).read_bytes() for p in screen.output_images]
         models = tuple(shown_models(prepared_study, state["trial_id"], pngs))
         seen[state["trial_id"]].append(models)
         first_trials[state["trial_id"]] += 1
-        again, again_state = panel.next_screen(f"RATER  {r}")  # reload: same trial, same order
+        again, again_state = panel.resume(screen.token)  # reload: same trial, same order
         assert again_state["trial_id"] == state["trial_id"]
         assert [Path(p).read_bytes() for p in again.output_images] == pngs
         assert again.output_images != screen.output_images  # fresh random file names
@@ -180,9 +182,9 @@ def test_orders_are_fixed_per_rater_and_vary_across_raters(panel, prepared_study
 
 
 def test_bad_input_is_rejected_with_a_message_and_nothing_is_stored(panel):
-    screen, state = panel.next_screen("Quinn")
+    screen, state = panel.start("Quinn")
     cases = [
-        (None, [3, 3, 3], ["1", "2", "3"], "press **Start** first"),
+        (None, [3, 3, 3], ["1", "2", "3"], "**Resume** (with your token) first"),
         ({**state, "trial_id": "0123456789abcdef"}, [3, 3, 3], ["1", "2", "3"], "Start"),
         (state, [3, None, 3], ["1", "2", "3"], "B has no rating"),
         (state, [3, 3, 3], ["1", None, "3"], "B has no rank"),
@@ -201,8 +203,10 @@ def test_bad_input_is_rejected_with_a_message_and_nothing_is_stored(panel):
 
 
 def test_raters_resume_and_a_second_window_cannot_answer_twice(panel, prepared_study, tmp_path):
-    screen, state = panel.next_screen("Rita")
-    screen2, state2 = panel.next_screen("rita")  # the same rater in a second window
+    screen, state = panel.start("Rita")
+    token = screen.token
+    screen2, state2 = panel.resume(token)  # the same rater in a second window
+    assert screen2.token is None  # the token is shown once, when it is issued
     nxt, message, state = panel.submit(state, [4, 4, 4], ["3", "1", "2"], "")
     assert message == "Answer saved, thank you." and nxt.progress.startswith("**Trial 2 of 4**")
     nxt2, message2, _ = panel.submit(state2, [1, 1, 1], ["1", "2", "3"], "")
@@ -210,7 +214,7 @@ def test_raters_resume_and_a_second_window_cannot_answer_twice(panel, prepared_s
     assert [r.rating for r in panel.store.records()] == [4, 4, 4]
     # A new process (new panel on the same database) carries on where Rita stopped.
     reopened = ui.build_panel(prepared_study.directory, panel.store.path, sync=False)
-    screen, state = reopened.next_screen("Rita")
+    screen, state = reopened.resume(token.upper().replace("-", " "))  # as pasted, sloppily
     assert screen.progress.startswith("**Trial 2 of 4**")
     for _ in range(3):
         screen, _, state = reopened.submit(state, [2, 3, 4], ["1", "2", "3"], "")
@@ -241,7 +245,7 @@ def test_several_studies_share_the_tab(
     assert panel.n_trials == 5 and panel.n_slots == 3
     sizes = set()
     for r in range(12):
-        screen, state = panel.next_screen(f"r{r}")
+        screen, state = panel.start(f"r{r}")
         trial = prepared_study.trial(state["trial_id"]) or sr.trial(state["trial_id"])
         assert screen.n_ranks == len(screen.output_images) == len(trial.outputs)
         sizes.add(screen.n_ranks)
@@ -263,7 +267,7 @@ def test_admin_view_needs_the_configured_token(panel, prepared_study, monkeypatc
     text, plot, files = panel.admin_view("s3cret-token")
     assert "No answers yet" in text and files == []
     for r in ("ann", "bob"):
-        screen, state = panel.next_screen(r)
+        screen, state = panel.start(r)
         panel.submit(state, [5, 3, 1], ["1", "2", "3"], "")
     text, plot, files = panel.admin_view("s3cret-token")
     assert "| ann | 1 |" in text and "FM Small (2 steps)" in text and "Kendall" in text
@@ -285,8 +289,77 @@ def test_tab_without_a_study_explains_the_setup(monkeypatch, tmp_path):
 
 def test_rater_name_is_validated_and_escaped(panel):
     with pytest.raises(Exception, match="name"):
-        panel.next_screen("   ")
-    screen, _ = panel.next_screen("*bold* <img>")
+        panel.start("   ")
+    screen, _ = panel.start("*bold* <img>")
     assert "\\*bold\\* \\<img\\>" in screen.progress
     keys = {k for (k,) in panel.store._read("SELECT rater_key FROM raters")}
     assert rater_key("*bold* <img>") in keys
+
+
+TOKEN_IN_NOTE = re.compile(r"`([a-z2-9]{4}(?:-[a-z2-9]{4}){4})`")
+
+
+def test_a_second_client_typing_the_same_name_gets_nothing_of_the_first_rater(
+    prepared_study, tmp_path, monkeypatch
+):
+    from gradio_client import Client
+
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    with gr.Blocks() as demo, gr.Tabs():
+        panel = ui.expert_tab(prepared_study.directory, tmp_path / "ratings.sqlite3")
+    demo.queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    try:
+        alice = Client(url, download_files=False, verbose=False)
+        first = alice.predict("Alice", api_name="/expert_start")
+        assert first[0].startswith("**Trial 1 of 4**")
+        done = alice.predict("", 5, 3, 1, "1", "2", "3", api_name="/expert_submit")
+        assert done[0].startswith("**Trial 2 of 4**") and "1 answered" in done[0]
+
+        # Another client types her name: no trial, no progress, a request for the token.
+        other = Client(url, download_files=False, verbose=False)
+        for typed in ("Alice", "  ALICE "):
+            payload = other.predict(typed, api_name="/expert_start")
+            assert "Trial" not in payload[0] and "answered" not in payload[0]
+            assert payload[1]["visible"] is False and payload[1]["value"] is None
+            assert all(u["value"] is None for u in payload[2:5])
+            assert "token" in payload[-1] and "Resume" in payload[-1]
+            assert_blind(payload, [prepared_study])
+        # ... and cannot answer in her name either.
+        refused = other.predict("", 1, 1, 1, None, None, None, api_name="/expert_submit")
+        assert "first" in refused[-1]
+        for guess in ("", "alice", "aaaa-aaaa-aaaa-aaaa-aaaa"):
+            payload = other.predict(guess, api_name="/expert_resume")
+            assert "Trial" not in payload[0] and "not known" in payload[-1]
+        assert panel.store.counts()["raters"] == 1 and panel.store.counts()["answers"] == 1
+
+        # Her token, issued once with her first trial, brings her back on any client.
+        token = TOKEN_IN_NOTE.search(first[-2]).group(1)
+        assert f"(?rater={token})" in first[-2]  # the resume link, relative to the page
+        back = Client(url, download_files=False, verbose=False)
+        payload = back.predict(token, api_name="/expert_resume")
+        assert payload[0].startswith("**Trial 2 of 4**") and "1 answered" in payload[0]
+        assert payload[-2] == "" and token not in json.dumps(payload)  # shown only once
+        assert_blind(payload, [prepared_study])
+    finally:
+        demo.close()
+
+
+def test_tokens_are_checked_and_the_page_address_carries_one(panel):
+    screen, state = panel.start("Tess")
+    token = screen.token
+    assert re.fullmatch(r"[a-z2-9]{4}(-[a-z2-9]{4}){4}", token) and state is not None
+    assert token in ui.token_note(token) and f"?rater={token}" in ui.token_note(token)
+    other, _ = panel.start("Theo")
+    assert other.token != token
+    wrong = token[:-1] + ("a" if token[-1] != "a" else "b")
+    for bad in (wrong, "", "Tess", token + "a", None):
+        with pytest.raises(StmZooError, match="not known"):
+            panel.resume(bad)
+    with pytest.raises(StmZooError, match="token"):
+        panel.start("tess")
+    again, again_state = panel.resume(f"  {token.upper()} ")
+    assert again_state["rater"] == "Tess" and again_state["trial_id"] == state["trial_id"]
+    assert ui.token_from_request(gr.Request(query_params={"rater": token})) == token
+    assert ui.token_from_request(gr.Request(query_params={})) is None
+    assert ui.token_from_request(None) is None
