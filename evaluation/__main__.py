@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "evaluation.curves",
         "learning curves of the zoo: validation PSNR / SSIM against training time",
     ),
+    "harshness": (
+        "evaluation.harshness",
+        "how harsh the synthetic degradations are: input scores, damaging parameters, real scans",
+    ),
     "reference": (
         "evaluation.reference",
         "do no harm: restore the real near-pristine Si(001):H scan and compare with itself",

@@ -34,7 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.metrics import DATA_RANGE, affine_psnr_batch, psnr_batch, ssim_batch
+from evaluation.metrics import (
+    DATA_RANGE,
+    affine_psnr_batch,
+    affine_ssim_batch,
+    psnr_batch,
+    ssim_batch,
+)
 from stm_zoo.errors import StmZooError
 from stm_zoo.zoo import (
     CONFIG_NAME,
@@ -560,12 +566,11 @@ def run_model(
 
 
 def normalise_tiles(tiles: np.ndarray) -> np.ndarray:
-    """Per-tile min/max normalisation to [-1, 1] (the training pipeline's step 9); flat -> 0."""
-    tiles = tiles.astype(np.float64)
-    lo = tiles.min(axis=(1, 2), keepdims=True)
-    span = tiles.max(axis=(1, 2), keepdims=True) - lo
-    safe = np.where(span > 0, span, 1.0)
-    return np.where(span > 0, (tiles - lo) / safe * 2.0 - 1.0, 0.0).astype(np.float32)
+    """(N, H, W) tiles min/max-mapped onto [-1, 1] as float32, flat tiles to 0: the one
+    normalisation of training and inference (`stm_zoo.preprocess.normalise_tiles`)."""
+    from stm_zoo.preprocess import normalise_tiles as normalise
+
+    return normalise(np.asarray(tiles, dtype=np.float64))[0].astype(np.float32)
 
 
 def run_classical(degraded: np.ndarray, task: str) -> np.ndarray:
@@ -594,6 +599,7 @@ class ScoredRow:
         ssim: (N,).
         seconds_per_image: wall time of producing the outputs, per image (0 for the input row).
         apsnr: (N,) dB after the best affine map onto the clean tile (`affine_psnr_batch`).
+        assim: (N,) SSIM after the same map (`affine_ssim_batch`).
     """
 
     spec: RowSpec
@@ -601,6 +607,7 @@ class ScoredRow:
     ssim: np.ndarray
     seconds_per_image: float = 0.0
     apsnr: np.ndarray = field(default_factory=lambda: np.full(0, np.nan))
+    assim: np.ndarray = field(default_factory=lambda: np.full(0, np.nan))
 
     def mean(self, metric: str) -> float:
         """Mean over the images, leaving out PSNR = inf (an input identical to its clean tile,
@@ -621,21 +628,24 @@ class ScoredRow:
             "psnr_mean": self.mean("psnr"),
             "ssim_mean": self.mean("ssim"),
             "apsnr_mean": self.mean("apsnr"),
+            "assim_mean": self.mean("assim"),
             "seconds_per_image": self.seconds_per_image,
             "psnr": self.psnr.tolist(),
             "ssim": self.ssim.tolist(),
             "apsnr": self.apsnr.tolist(),
+            "assim": self.assim.tolist(),
         }
 
 
-def score(outputs: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-image (PSNR, SSIM, affine PSNR) of (N, H, W) outputs against (N, H, W) clean tiles,
-    data_range 2."""
-    return (
-        psnr_batch(outputs, clean, DATA_RANGE),
-        ssim_batch(outputs, clean, DATA_RANGE),
-        affine_psnr_batch(outputs, clean, DATA_RANGE),
-    )
+def score(outputs: np.ndarray, clean: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-image `psnr`, `ssim`, and both after the best affine map onto the clean tile
+    (`apsnr`, `assim`), of (N, H, W) outputs against (N, H, W) clean tiles, data_range 2."""
+    return {
+        "psnr": psnr_batch(outputs, clean, DATA_RANGE),
+        "ssim": ssim_batch(outputs, clean, DATA_RANGE),
+        "apsnr": affine_psnr_batch(outputs, clean, DATA_RANGE),
+        "assim": affine_ssim_batch(outputs, clean, DATA_RANGE),
+    }
 
 
 @dataclass
@@ -710,12 +720,13 @@ def score_set(
         (scored rows, the input row first; the outputs with their first `keep` images).
     """
     assert tiles.clean is not None, "synthetic sets carry clean targets"
-    psnr, ssim, apsnr = score(tiles.degraded, tiles.clean)
-    rows = [ScoredRow(RowSpec("input"), psnr, ssim, 0.0, apsnr)]
+    rows = [ScoredRow(RowSpec("input"), **score(tiles.degraded, tiles.clean))]
     kept = []
     for out in outputs:
-        psnr, ssim, apsnr = score(out.images, tiles.clean)
-        rows.append(ScoredRow(out.spec, psnr, ssim, out.seconds / max(len(tiles), 1), apsnr))
+        seconds = out.seconds / max(len(tiles), 1)
+        rows.append(
+            ScoredRow(out.spec, seconds_per_image=seconds, **score(out.images, tiles.clean))
+        )
         kept.append(Outputs(out.spec, out.images[:keep].copy(), out.seconds))
     return rows, kept
 

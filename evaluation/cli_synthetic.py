@@ -199,8 +199,8 @@ def synthetic_tables(result: SyntheticResult) -> list[Table]:
     data_note = (
         f"Means over {n} test images (first {n} of the split), noise seed "
         f"{result.settings['seed']}; PSNR/SSIM on [-1, 1] images with data_range = 2; "
-        "'affine PSNR' after the best affine map of each output onto its clean tile (structure "
-        "only, blind to the [-1, 1] intensity calibration). "
+        "'affine PSNR' / 'affine SSIM' after the best affine map of each output onto its clean "
+        "tile (structure only, blind to the [-1, 1] intensity calibration). "
         "'paper' columns: the paper's numbers for the same row (blank: no such row in the paper)."
     )
     identical = [r for r in result.rows if r.identical]
@@ -212,13 +212,14 @@ def synthetic_tables(result: SyntheticResult) -> list[Table]:
     def model_rows(rows: Sequence[ScoredRow]) -> list[list[Cell]]:
         out = []
         for row in rows:
-            psnr, ssim, apsnr = row.mean("psnr"), row.mean("ssim"), row.mean("apsnr")
+            psnr, ssim = row.mean("psnr"), row.mean("ssim")
+            affine = [row.mean("apsnr"), row.mean("assim")]
             paper = _paper_cells(task, row.spec, ("psnr", "ssim") if restore else ("ssim",))
             name = row_name(row.spec, task)
             if restore:
-                out.append([name, row.spec.steps_cell, psnr, ssim, *paper, apsnr])
+                out.append([name, row.spec.steps_cell, psnr, ssim, *paper, *affine])
             else:
-                out.append([name, row.spec.steps_cell, ssim, *paper, psnr, apsnr])
+                out.append([name, row.spec.steps_cell, ssim, *paper, psnr, *affine])
         return out
 
     if restore:
@@ -230,8 +231,9 @@ def synthetic_tables(result: SyntheticResult) -> list[Table]:
             "paper PSNR",
             "paper SSIM",
             "affine PSNR (dB)",
+            "affine SSIM",
         ]
-        formats = ["", "", ".2f", ".3f", ".2f", ".3f", ".2f"]
+        formats = ["", "", ".2f", ".3f", ".2f", ".3f", ".2f", ".3f"]
         full_name, best_name = "IX", "III"
     else:
         columns = [
@@ -241,8 +243,9 @@ def synthetic_tables(result: SyntheticResult) -> list[Table]:
             f"paper SSIM ({factor})",
             "PSNR (dB)",
             "affine PSNR (dB)",
+            "affine SSIM",
         ]
-        formats = ["", "", ".3f", ".3f", ".2f", ".2f"]
+        formats = ["", "", ".3f", ".3f", ".2f", ".2f", ".3f"]
         full_name, best_name = "XI", "VI"
     ordered = in_paper_order(result.rows)
     tables = [
@@ -298,6 +301,10 @@ def targeted_tables(result: SyntheticResult) -> list[Table]:
         label = row_name(RowSpec(who), task).split(" (")[0]
         columns += [f"{label} {m.upper()}" for m in metrics]
         formats += [fmt[m] for m in metrics]
+    affine = ("apsnr", "assim")
+    for who in ("generative mean", "input", "classical"):
+        columns += [f"{who} affine PSNR", f"{who} affine SSIM"]
+        formats += [".2f", ".3f"]
     summary, detail = [], []
     for name in names:
         scored = result.targeted[name]
@@ -309,11 +316,16 @@ def targeted_tables(result: SyntheticResult) -> list[Table]:
         for who in ("input", "classical"):
             row = next(r for r in scored if r.spec.family == who)
             cells += [row.mean(m) for m in metrics]
+        for m in affine:
+            cells.append(float(np.mean([r.mean(m) for r in generative])) if generative else None)
+        for who in ("input", "classical"):
+            row = next(r for r in scored if r.spec.family == who)
+            cells += [row.mean(m) for m in affine]
         summary.append(cells)
         for row in in_paper_order(scored):
             detail.append(
                 [TARGETED_NAMES[name], row_name(row.spec, task), row.spec.steps_cell]
-                + [row.mean(m) for m in ("psnr", "ssim")]
+                + [row.mean(m) for m in ("psnr", "ssim", "apsnr", "assim")]
             )
     number = "II" if restore else "V"
     factor = "" if restore else f" (x{SR_FACTOR[task]})"
@@ -333,9 +345,9 @@ def targeted_tables(result: SyntheticResult) -> list[Table]:
         Table(
             f"table_{number}_{task}_detail",
             f"Table {number} ({task}) in detail: every row on every single-degradation set",
-            ["Degradation", "Model", "Steps", "PSNR (dB)", "SSIM"],
+            ["Degradation", "Model", "Steps", "PSNR (dB)", "SSIM", "affine PSNR", "affine SSIM"],
             detail,
-            ["", "", "", ".2f", ".3f"],
+            ["", "", "", ".2f", ".3f", ".2f", ".3f"],
         ),
     ]
 
@@ -364,12 +376,14 @@ def card_metrics(result: SyntheticResult, key: EntryKey) -> dict[str, Any]:
         metrics[f"psnr_{label}"] = round(row.mean("psnr"), 6)
         metrics[f"ssim_{label}"] = round(row.mean("ssim"), 6)
         metrics[f"apsnr_{label}"] = round(row.mean("apsnr"), 6)
+        metrics[f"assim_{label}"] = round(row.mean("assim"), 6)
     for who in ("input", "classical"):
         row = next((r for r in result.rows if r.spec.family == who), None)
         if row is not None:
             metrics[f"{who}_psnr"] = round(row.mean("psnr"), 6)
             metrics[f"{who}_ssim"] = round(row.mean("ssim"), 6)
             metrics[f"{who}_apsnr"] = round(row.mean("apsnr"), 6)
+            metrics[f"{who}_assim"] = round(row.mean("assim"), 6)
     metrics["images"] = result.settings["images"]
     metrics["seed"] = result.settings["seed"]
     metrics["data"] = (

@@ -118,6 +118,12 @@ def affine_psnr_batch(a: ArrayLike, b: ArrayLike, data_range: float = DATA_RANGE
     return psnr_batch(affine_fit_batch(a, b), b, data_range)
 
 
+def affine_ssim_batch(a: ArrayLike, b: ArrayLike, data_range: float = DATA_RANGE) -> np.ndarray:
+    """Per-image SSIM after the best affine map of each image onto its reference (the SSIM
+    counterpart of `affine_psnr_batch`: structure, blind to the intensity calibration)."""
+    return ssim_batch(affine_fit_batch(a, b), b, data_range)
+
+
 def ssim_batch(a: ArrayLike, b: ArrayLike, data_range: float = DATA_RANGE) -> np.ndarray:
     """Per-image SSIM.
 

@@ -27,6 +27,17 @@ FAMILY_TEXT = {
 }
 
 
+METRIC_KINDS = (
+    ("psnr", "psnr"),
+    ("ssim", "ssim"),
+    ("apsnr", "psnr-affine"),  # after the best affine map onto the clean image (issue 17)
+    ("assim", "ssim-affine"),
+    ("kid", "kid"),
+    ("cmmd", "cmmd"),
+)
+"""Metric-name prefixes shown in the card's model-index, and the metric type each one reports."""
+
+
 def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
     """{"val": {"psnr": 1}} -> {"val/psnr": 1.0}; non-numeric leaves are dropped."""
     flat: dict[str, float] = {}
@@ -43,7 +54,7 @@ def _eval_results(config: EntryConfig) -> list[EvalResult]:
     results = []
     for name, value in flatten_metrics(config.metrics).items():
         metric = name.rsplit("/", 1)[-1].lower()
-        kind = next((m for m in ("psnr", "ssim", "kid", "cmmd") if metric.startswith(m)), None)
+        kind = next((kind for m, kind in METRIC_KINDS if metric.startswith(m)), None)
         if kind is None or metric.startswith("input"):
             continue
         split = name.split("/", 1)[0] if "/" in name else "validation"

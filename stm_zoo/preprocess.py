@@ -271,6 +271,35 @@ def normalise(
 # --------------------------------------------------------------------------------------------
 
 
+ROBUST_PERCENTILES = (0.5, 99.5)
+"""The percentiles of a tile that `robust_map` sends to -1 and +1."""
+
+
+def robust_map(tiles):
+    """The affine map that sends each image's 0.5 and 99.5 percentiles to -1 and +1.
+
+    Unlike the min/max map, one glitch pixel or line cannot rescale the whole image.
+
+    Args:
+        tiles: (..., H, W) numpy array or torch tensor (floating point).
+
+    Returns:
+        (low, span) with the last two axes kept at size 1, as `normalise_tiles` returns them:
+        `(tiles - low) / span * 2 - 1` applies the map (span is 0 where the percentiles
+        coincide, e.g. a flat image).
+    """
+    q = [p / 100.0 for p in ROBUST_PERCENTILES]
+    if isinstance(tiles, np.ndarray):
+        flat = tiles.reshape(*tiles.shape[:-2], -1)
+        low, high = np.quantile(flat, q, axis=-1)
+        return low[..., None, None], (high - low)[..., None, None]
+    import torch  # only when given tensors: this module is otherwise numpy-only
+
+    flat = tiles.reshape(*tiles.shape[:-2], -1).float()
+    low, high = torch.quantile(flat, torch.tensor(q, dtype=flat.dtype), dim=-1)
+    return low[..., None, None].to(tiles.dtype), (high - low)[..., None, None].to(tiles.dtype)
+
+
 def normalise_tiles(tiles):
     """Min/max-normalise each image of a batch to [-1, 1] over its last two axes.
 

@@ -51,7 +51,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
-from evaluation.metrics import psnr_batch, ssim_batch
+from evaluation.metrics import affine_psnr_batch, affine_ssim_batch, psnr_batch, ssim_batch
 from stm_zoo.errors import StmZooError
 from stm_zoo.methods import Method, get_method
 from stm_zoo.methods import ddim as ddim_methods
@@ -547,8 +547,9 @@ def validate(
 
     Returns:
         (metrics, outputs): metrics `loss`, `psnr_<label>`, `ssim_<label>` per sampler setting,
-        `input_psnr`, `input_ssim` (PSNR in dB, data_range 2); outputs label -> (N, H, W) float32
-        samples clamped to [-1, 1].
+        `input_psnr`, `input_ssim` (PSNR in dB, data_range 2), and the same after the best affine
+        map onto the clean image (`apsnr_<label>`, `assim_<label>`, `apsnr_input`,
+        `assim_input`); outputs label -> (N, H, W) float32 samples clamped to [-1, 1].
     """
     clean_np = data.clean[:, 0].numpy()
     metrics: dict[str, float] = {}
@@ -577,9 +578,21 @@ def validate(
         outputs[label] = images
         metrics[f"psnr_{label}"] = mean_psnr(images, clean_np)
         metrics[f"ssim_{label}"] = float(ssim_batch(images, clean_np).mean())
+        metrics.update(affine_metrics(images, clean_np, label))
     metrics["input_psnr"] = data.input_psnr
     metrics["input_ssim"] = data.input_ssim
+    metrics.update(affine_metrics(data.degraded[:, 0].numpy(), clean_np, "input"))
     return metrics, outputs
+
+
+def affine_metrics(images: np.ndarray, clean: np.ndarray, label: str) -> dict[str, float]:
+    """`apsnr_<label>` / `assim_<label>`: mean PSNR / SSIM after the best affine map of each
+    image onto its clean image (structure only, blind to the intensity calibration)."""
+    psnr = np.minimum(affine_psnr_batch(images, clean), PSNR_CAP_DB)
+    return {
+        f"apsnr_{label}": float(psnr.mean()),
+        f"assim_{label}": float(affine_ssim_batch(images, clean).mean()),
+    }
 
 
 def save_grid(path: Path, data: ValidationSet, outputs: dict[str, np.ndarray]) -> Path:
@@ -965,10 +978,11 @@ def model_card(entry: EntryConfig, config: TrainConfig, val_count: int) -> str:
 Metrics above (`val/...`) are measured by the training loop on {val_count} fixed samples of the
 synthetic validation split: the EMA weights sample each degraded input from the same fixed noise
 with {steps} sampler steps (`psnr_<N>steps`, `ssim_<N>steps`; `direct` for the autoencoder), and
-`input_psnr` / `input_ssim` score the degraded input itself. PSNR is the mean over images of
-the per-image PSNR (data_range 2), each capped at {PSNR_CAP_DB:.0f} dB because a sample the pipeline
-left untouched equals its target. `training_log.csv` holds the loss, learning rate, throughput and
-these metrics over the run (the learning curve).
+`input_psnr` / `input_ssim` score the degraded input itself; `apsnr_...` / `assim_...` are the
+same after the best affine map of each image onto its clean image (structure only). PSNR is the
+mean over images of the per-image PSNR (data_range 2), each capped at {PSNR_CAP_DB:.0f} dB because
+a sample the pipeline left untouched equals its target. `training_log.csv` holds the loss,
+learning rate, throughput and these metrics over the run (the learning curve).
 """
     return entry_card(entry).rstrip("\n") + "\n" + note
 
@@ -1117,10 +1131,12 @@ def _train(
     csv_log = None
     if ranks.main:
         labels = [label for label, _ in sampler_settings(method, config.val_steps)]
-        val_columns = ["val_loss", *(f"{m}_{lab}" for lab in labels for m in ("psnr", "ssim"))]
+        kinds = ("psnr", "ssim", "apsnr", "assim")
+        val_columns = ["val_loss", *(f"{m}_{lab}" for lab in labels for m in kinds)]
         csv_log = CsvLog(
             run_dir / LOG_NAME,
-            [*TRAIN_COLUMNS, *val_columns, "input_psnr", "input_ssim"],
+            [*TRAIN_COLUMNS, *val_columns, "input_psnr", "input_ssim"]
+            + ["apsnr_input", "assim_input"],
             keep_until=state.step if state.step > 0 else None,
         )
 
