@@ -300,12 +300,18 @@ def robust_map(tiles):
     return low[..., None, None].to(tiles.dtype), (high - low)[..., None, None].to(tiles.dtype)
 
 
+NEAR_FLAT_RELATIVE_SPAN = 8 * float(np.finfo(np.float32).eps)
+"""A tile whose span is at most this fraction of its magnitude is flat: float32 rounding only."""
+
+
 def normalise_tiles(tiles):
     """Min/max-normalise each image of a batch to [-1, 1] over its last two axes.
 
     The one normalisation of model inputs and targets: the data pipeline's last step, the random
-    training crops and the inference tiles all use it. A flat (constant) image maps to all zeros,
-    the middle of the range, everywhere.
+    training crops and the inference tiles all use it. A flat image maps to all zeros, the middle
+    of the range, everywhere; so does a near-flat one, whose span is only float32 rounding of its
+    level (at most `NEAR_FLAT_RELATIVE_SPAN` of its magnitude): stretching rounding noise to
+    [-1, 1] would hand the model pure noise as if it were a surface.
 
     Args:
         tiles: (..., H, W) numpy array or torch tensor (floating point).
@@ -317,7 +323,10 @@ def normalise_tiles(tiles):
     """
     if isinstance(tiles, np.ndarray):
         low = tiles.min(axis=(-2, -1), keepdims=True)
-        span = tiles.max(axis=(-2, -1), keepdims=True) - low
+        high = tiles.max(axis=(-2, -1), keepdims=True)
+        span = high - low
+        level = np.maximum(np.abs(low), np.abs(high))
+        span = np.where(span > NEAR_FLAT_RELATIVE_SPAN * level, span, 0).astype(span.dtype)
         safe = np.where(span > 0, span, 1.0)
         return (
             np.where(span > 0, (tiles - low) / safe * 2.0 - 1.0, 0.0).astype(tiles.dtype),
@@ -325,7 +334,10 @@ def normalise_tiles(tiles):
             span,
         )
     low = tiles.amin(dim=(-2, -1), keepdim=True)
-    span = tiles.amax(dim=(-2, -1), keepdim=True) - low
+    high = tiles.amax(dim=(-2, -1), keepdim=True)
+    span = high - low
+    level = low.abs().maximum(high.abs())
+    span = span.where(span > NEAR_FLAT_RELATIVE_SPAN * level, span.new_zeros(()))
     safe = span.clamp_min(0).where(span > 0, span.new_ones(()))
     normalised = ((tiles - low) / safe * 2.0 - 1.0).where(span > 0, tiles.new_zeros(()))
     return normalised, low, span

@@ -29,18 +29,23 @@ def test_random_crops_are_renormalised_windows_of_the_same_place() -> None:
     torch.testing.assert_close(c, -d)  # the same window in both images
 
 
-def test_flat_tiles_normalise_to_zero_in_training_and_inference() -> None:
+@pytest.mark.parametrize(
+    "flat",
+    [
+        np.full((1, 16, 16), 3.0, dtype=np.float32),
+        # near-flat: float32 rounding of one level (a few ulps), not a surface
+        (3.0 + np.random.default_rng(0).integers(0, 4, (1, 16, 16)) * 2.4e-7).astype(np.float32),
+        np.full((1, 16, 16), -2e-9, dtype=np.float32) * (1 + 1e-7),
+    ],
+    ids=["flat", "near-flat", "flat-metres"],
+)
+def test_flat_tiles_normalise_to_zero_in_training_and_inference(flat: np.ndarray) -> None:
     """The one normalisation: the pipeline, the training crops and the inference tiles."""
-    flat = np.full((1, 16, 16), 3.0, dtype=np.float32)
     assert np.all(normalise_tiles(flat)[0] == 0)
     assert np.all(to_symmetric_range(flat[0]) == 0)
-    crop, _ = tr.random_crops(
-        torch.full((1, 1, 32, 32), 0.5),
-        torch.zeros(1, 1, 32, 32),
-        16,
-        torch.Generator().manual_seed(0),
-    )
-    assert torch.all(crop == 0)
+    big = torch.from_numpy(np.tile(flat, (1, 2, 2)))[None]  # (1, 1, 32, 32), same values
+    crop, degraded_crop = tr.random_crops(big, big.clone(), 16, torch.Generator().manual_seed(0))
+    assert torch.all(crop == 0) and torch.all(degraded_crop == 0)
     seen = {}
 
     class Spy(torch.nn.Module):
@@ -52,7 +57,15 @@ def test_flat_tiles_normalise_to_zero_in_training_and_inference() -> None:
     run = make_tile_fn(LoadedModel(config, Spy(), "cpu", "float32", "test"), steps=1)
     out = run(flat, None)
     assert torch.all(seen["cond"] == 0)
-    np.testing.assert_allclose(out, flat)  # and the flat tile comes back unchanged
+    np.testing.assert_allclose(out, flat, rtol=1e-6)  # and the flat tile comes back at its level
+
+
+def test_a_real_small_relief_is_not_flat() -> None:
+    """1 pm of corrugation on a 100 nm piezo offset is a surface, not rounding."""
+    rng = np.random.default_rng(1)
+    tile = (100e-9 + 1e-12 * rng.standard_normal((1, 16, 16))).astype(np.float32)
+    normalised = normalise_tiles(tile)[0]
+    assert normalised.min() == -1 and normalised.max() == 1
 
 
 def test_normalisation_matches_the_pipeline_bit_for_bit() -> None:
