@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stm_zoo import config_checks as checks
 from stm_zoo.errors import ModelNotFoundError, StmZooError
 from stm_zoo.methods import OUTPUT_RANGES, PREDICTIONS, Method, get_method
 
@@ -27,6 +28,7 @@ FORMAT_VERSION = 1
 TASKS = ("restore", "sr2", "sr4")
 FAMILIES = ("fm", "ddim", "ddim-fft", "ae", "classical")
 SIZES = ("small", "large")
+WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")
 SR_FACTOR = {"restore": 1, "sr2": 2, "sr4": 4}
 DEFAULT_PIXEL_SIZE_NM = 100.0 / 512  # the paper's scans: 512 px over 100 nm
 DEFAULT_REPO = "stm-zoo/stm-zoo"
@@ -124,39 +126,49 @@ class EntryConfig:
 
     @classmethod
     def from_file(cls, path: Path) -> EntryConfig:
-        """Read and validate a config.json; a malformed file is a clear StmZooError."""
-        try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise StmZooError(f"{path} is not a readable zoo config.json ({error}).") from None
-        if not isinstance(raw, dict):
-            raise StmZooError(f"{path} must hold a JSON object, not {type(raw).__name__}.")
-        known = set(cls.__dataclass_fields__)
+        """Read and validate a config.json before anything is built from it.
+
+        Every field is checked for type and range, and the network it describes for its cost
+        (`stm_zoo.config_checks`); unknown top-level fields are ignored (forward compatible).
+
+        Raises:
+            StmZooError: one sentence naming the file and the faulty field.
+        """
+        path = Path(path)
+        raw = checks.read_json_object(path)
         missing = {"task", "family", "size", "network"} - raw.keys()
         if missing:
             raise StmZooError(f"{path} lacks the field(s) {', '.join(sorted(missing))}.")
-        if raw.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+        version = checks.integer(
+            path, "format_version", raw.get("format_version", FORMAT_VERSION), 1, 10**6
+        )
+        if version > FORMAT_VERSION:
             raise StmZooError(
-                f"{path} uses zoo format {raw['format_version']}, newer than this stm-zoo "
+                f"{path} uses zoo format {version}, newer than this stm-zoo "
                 f"understands ({FORMAT_VERSION}): upgrade stm-zoo."
             )
-        config = cls(**{k: v for k, v in raw.items() if k in known})
-        EntryKey(config.task, config.family, config.size)  # validates the names
-        if config.prediction not in PREDICTIONS:
-            raise StmZooError(
-                f"{path} says prediction={config.prediction!r}: expected one of "
-                f"{', '.join(PREDICTIONS)}."
-            )
-        if config.output_range not in OUTPUT_RANGES:
-            raise StmZooError(
-                f"{path} says output_range={config.output_range!r}: expected one of "
-                f"{', '.join(OUTPUT_RANGES)}."
-            )
+        config = cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
+        checks.choice(path, "task", config.task, TASKS)
+        checks.choice(path, "family", config.family, FAMILIES)
+        checks.choice(path, "size", config.size, SIZES)
+        checks.choice(path, "prediction", config.prediction, PREDICTIONS)
+        checks.choice(path, "output_range", config.output_range, OUTPUT_RANGES)
+        checks.choice(path, "weights_dtype", config.weights_dtype, WEIGHTS_DTYPES)
+        config.pixel_size_nm = checks.number(
+            path, "pixel_size_nm", config.pixel_size_nm, *checks.PIXEL_SIZE_RANGE_NM
+        )
+        checks.integer(path, "tile_size", config.tile_size, 1, checks.MAX_TILE_SIZE)
+        checks.integer(path, "sr_factor", config.sr_factor, 1, max(SR_FACTOR.values()))
         if config.sr_factor != SR_FACTOR[config.task]:
             raise StmZooError(
                 f"{path} says sr_factor={config.sr_factor} for task {config.task}: "
                 f"expected {SR_FACTOR[config.task]}."
             )
+        for name in ("network", "training", "metrics"):
+            checks.mapping(path, name, getattr(config, name))
+        if config.family != "classical":
+            time_conditioned = config.method().time_scale is not None
+            checks.check_network(path, config.network, config.tile_size, time_conditioned)
         return config
 
 
@@ -355,14 +367,19 @@ def load_entry(directory: Path, device: str = "auto", dtype: str = "float32") ->
     device = resolve_device(device)
     if dtype not in ("float32", "bfloat16"):
         raise StmZooError(f"Unknown compute dtype {dtype!r}: use float32 or bfloat16.")
-    try:
-        network = UNet(UNetConfig.from_dict(config.network))
-    except (TypeError, ValueError, KeyError) as error:
-        raise StmZooError(f"{config_path} describes an invalid network ({error}).") from None
+    if config.family == "classical":
+        raise StmZooError(
+            f"{config_path} is a classical entry, which has no network to load: use "
+            "load_model(task, 'classical')."
+        )
+    network_config = UNetConfig.from_dict(config.network)  # checked by from_file
+    checks.check_weights_size(weights_path, network_config.parameter_count())
+    network = UNet(network_config)
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError) as error:
         raise StmZooError(f"{weights_path} is not a valid safetensors file ({error}).") from None
+    checks.check_weights(weights_path, state)
     try:
         network.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError as error:

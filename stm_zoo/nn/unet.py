@@ -17,6 +17,8 @@ that multiple.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -27,6 +29,13 @@ from stm_zoo.nn.layers import Downsample, ResBlock, SelfAttention, Upsample, tim
 
 ADDED_FIELDS = ("residual", "global_context")
 """UNetConfig fields a config.json written before them may lack (their default is the old net)."""
+
+_TYPE_WORDS = {
+    "int": "an integer",
+    "bool": "true or false",
+    "float": "a number",
+    "tuple[int, ...]": "a list of integers",
+}
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,7 @@ class UNetConfig:
     global_context: bool = False
 
     def __post_init__(self) -> None:
+        self._check_types()
         # Tuples even when built from JSON lists, so that configs stay hashable and comparable.
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "blocks_per_level", tuple(int(b) for b in self.blocks_per_level))
@@ -88,16 +98,23 @@ class UNetConfig:
             raise ValueError("in_channels and out_channels must be at least 1")
         if not self.channels or len(self.blocks_per_level) != len(self.channels):
             raise ValueError("channels and blocks_per_level need one entry per level")
+        if min(self.channels) < 1:
+            raise ValueError("every width in channels must be at least 1")
         if min(self.blocks_per_level) < 1 or self.middle_blocks < 1:
             raise ValueError("every level and the middle need at least one residual block")
-        if any(c % self.norm_groups for c in self.channels):
-            raise ValueError(f"norm_groups={self.norm_groups} must divide every width")
-        if self.attention and self.channels[-1] % self.attention_heads:
-            raise ValueError("the attention width must be divisible by attention_heads")
+        if self.norm_groups < 1 or any(c % self.norm_groups for c in self.channels):
+            raise ValueError(f"norm_groups={self.norm_groups} must be >= 1 and divide every width")
+        if self.attention_heads < 1 or (
+            self.attention and self.channels[-1] % self.attention_heads
+        ):
+            raise ValueError(
+                f"attention_heads={self.attention_heads} must be >= 1 and divide the attention "
+                f"width {self.channels[-1]}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
-        if self.time_scale <= 0:
-            raise ValueError("time_scale must be positive")
+        if not 0 < self.time_scale < math.inf:
+            raise ValueError("time_scale must be positive and finite")
         if self.patch_size < 1:
             raise ValueError("patch_size must be at least 1")
         if self.residual and self.out_channels != 1:
@@ -106,6 +123,70 @@ class UNetConfig:
             )
         if self.global_context and not self.time_conditioning:
             raise ValueError("global_context rides on the time embedding: needs time_conditioning")
+
+    def _check_types(self) -> None:
+        """Integers are integers, switches are booleans, rates are numbers (JSON gives any)."""
+
+        def integer(value: Any) -> bool:
+            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int":
+                ok = integer(value)
+            elif f.type == "bool":
+                ok = isinstance(value, bool)
+            elif f.type == "float":
+                ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            else:  # tuple[int, ...]
+                ok = isinstance(value, list | tuple) and all(integer(v) for v in value)
+            if not ok:
+                raise ValueError(
+                    f"{f.name} must be {_TYPE_WORDS[f.type]}, not {type(value).__name__}"
+                )
+
+    def parameter_count(self) -> int:
+        """Number of parameters `UNet(self)` will hold, computed without building it.
+
+        It mirrors `UNet.__init__` layer by layer (tested against the built network), so that a
+        config read from disk can be refused for its size before any memory is allocated.
+        """
+        c, emb, p2 = self.channels, self.embed_dim, self.patch_size**2
+
+        def conv(cin: int, cout: int, k: int = 3) -> int:
+            return cin * cout * k * k + cout
+
+        def linear(cin: int, cout: int) -> int:
+            return cin * cout + cout
+
+        def res(cin: int, cout: int) -> int:
+            skip = conv(cin, cout, 1) if cin != cout else 0
+            time = linear(emb, cout) if emb else 0
+            return 2 * cin + conv(cin, cout) + time + 2 * cout + conv(cout, cout) + skip
+
+        def blocks(cin: int, cout: int, n: int) -> int:
+            return res(cin, cout) + (n - 1) * res(cout, cout)
+
+        total = conv(self.in_channels * p2, c[0])
+        if self.time_conditioning:
+            total += linear(c[0], emb) + linear(emb, emb)
+        width = c[0]
+        for level, (ch, n) in enumerate(zip(c, self.blocks_per_level, strict=True)):
+            total += blocks(width, ch, n) + (conv(ch, ch) if level < self.levels - 1 else 0)
+            width = ch
+        total += self.middle_blocks * res(width, width)
+        if self.attention:
+            total += 2 * width + conv(width, 3 * width, 1) + conv(width, width, 1)
+        if self.global_context:
+            total += linear(2 * width, emb) + linear(emb, emb)
+        for level in reversed(range(self.levels)):
+            ch, n = c[level], self.blocks_per_level[level]
+            if level < self.levels - 1:
+                total += conv(width, ch)
+                width = ch
+            total += blocks(width + ch, ch, n)
+            width = ch
+        return total + 2 * width + conv(width, self.out_channels * p2)
 
     @property
     def levels(self) -> int:
