@@ -22,6 +22,7 @@ from evaluation.metrics import (
     ssim,
     ssim_batch,
 )
+from stm_zoo.preprocess import normalise_tiles, robust_map
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +200,32 @@ def test_batched_metrics_are_per_image():
         psnr_batch(out, ref[:3])
     with pytest.raises(ValueError, match="same 2-D shape"):
         ssim(out, ref)
+
+
+def test_affine_metrics_ignore_intensity_calibration() -> None:
+    rng = np.random.default_rng(0)
+    clean = np.clip(rng.normal(0, 0.3, (2, 32, 32)), -1, 1)
+    rescaled = 0.4 * clean + 0.3  # right structure, wrong calibration
+    assert metrics.ssim_batch(rescaled, clean).max() < 0.9
+    assert metrics.psnr_batch(rescaled, clean).max() < 20
+    np.testing.assert_allclose(metrics.affine_ssim_batch(rescaled, clean), 1.0, atol=1e-6)
+    assert metrics.affine_psnr_batch(rescaled, clean).min() > 100
+    noisy = clean + rng.normal(0, 0.2, clean.shape)
+    assert np.all(metrics.affine_ssim_batch(noisy, clean) < 0.95)  # structure errors still count
+
+
+def test_robust_map_ignores_a_glitch_and_agrees_between_numpy_and_torch() -> None:
+    rng = np.random.default_rng(1)
+    tiles = rng.normal(0, 1, (3, 64, 64))
+    glitched = tiles.copy()
+    glitched[:, 5, 7] = 1e3
+    low, span = robust_map(glitched)
+    clean_low, clean_span = robust_map(tiles)
+    np.testing.assert_allclose(span, clean_span, rtol=0.05)  # one pixel moves nothing
+    assert normalise_tiles(glitched)[2].min() > 900  # where the min/max map jumps 100x
+    t_low, t_span = robust_map(torch.from_numpy(glitched))
+    np.testing.assert_allclose(t_low.numpy(), low, rtol=1e-6)
+    np.testing.assert_allclose(t_span.numpy(), span, rtol=1e-6)
+    assert low.shape == span.shape == (3, 1, 1)
+    flat_low, flat_span = robust_map(np.full((1, 8, 8), 2.0))
+    assert flat_span.item() == 0 and flat_low.item() == 2.0

@@ -168,6 +168,10 @@ def test_update_cards_then_a_second_run_reproduces_the_card_numbers(restore_setu
     card = (entry / CARD_NAME).read_text()
     assert "kept section" in card  # the previous card's extra section survives
     assert "model-index" in card
+    # Issue 17: the affine-invariant metrics ride along for the model, input and classical.
+    for key in ("apsnr_2steps", "assim_2steps", "input_apsnr", "input_assim", "classical_assim"):
+        assert key in test_metrics
+    assert "type: psnr-affine" in card and "type: ssim-affine" in card
 
     second = _synthetic(zoo, data, tmp_path / "second", "restore", "--limit", "4", "--no-targeted")
     for raw in (first, second):
@@ -285,3 +289,27 @@ def test_timing_tables_beside_the_paper(monkeypatch, tmp_path):
     )
     raw = json.loads((out / "timing.json").read_text())
     assert len(raw["steps"]) == 5 and raw["command"].startswith("python -m evaluation timing")
+
+
+def test_harshness_report_scores_every_set_and_its_invariants(restore_setup, tmp_path, capsys):
+    _, data = restore_setup
+    out = tmp_path / "harsh"
+    assert (
+        evaluation_main(["harshness", "--data", str(data), "--limit", "6", "--out", str(out)]) == 0
+    )
+    result = json.loads(out.with_suffix(".json").read_text())
+    names = [r["set"] for r in result["sets"]]
+    assert names[0] == "full pipeline" and "tip_change" in names and "scan_lines" in names
+    full = result["sets"][0]
+    assert full["paper"]["ssim"] == pytest.approx(0.68)  # the paper's degraded input
+    for r in result["sets"]:
+        # the identity is one of the affine maps: the affine score can only be higher
+        assert r["affine_psnr"] >= r["psnr"] - 1e-9
+    for o in result["oracle"]:
+        assert o["affine"] >= o["calibrated"] - 1e-9
+    sharper = [o["calibrated"] for o in result["oracle"]]
+    assert sharper == sorted(sharper, reverse=True)  # more blur, lower PSNR
+    assert set(result["tiles"]) >= {"our clean tiles", "our degraded tiles"}
+    assert 0 < result["tiles"]["our clean tiles"]["central_fill"] <= 1
+    assert "| full pipeline |" in out.with_suffix(".md").read_text()
+    assert "own min/max (paper)" in capsys.readouterr().out
