@@ -219,11 +219,17 @@ def test_zoo_entry_round_trip_gives_identical_outputs(straight_run):
     assert training["wall_time_s"] > 0 and training["data"]["samples"]["train"] == 24
     assert config["sr_factor"] == 1 and config["network"]["channels"] == [8, 16, 32]
     assert set(config["metrics"]["val"]) >= {"psnr_1steps", "ssim_1steps", "input_psnr", "loss"}
+    # Validation shows both metrics: the paper's and after the best affine map (issue 17).
+    affine = {"apsnr_1steps", "assim_1steps", "apsnr_input", "assim_input"}
+    assert set(config["metrics"]["val"]) >= affine
+    assert config["metrics"]["val"]["apsnr_input"] >= config["metrics"]["val"]["input_psnr"]
     card = (result.entry_dir / "README.md").read_text()
     assert card.startswith("---\n") and "pipeline_tag: image-to-image" in card
     assert "model-index:" in card and "val/psnr_1steps" in card
     rows = _log_rows(result.entry_dir / tr.LOG_NAME)
     assert [int(r["step"]) for r in rows] == [5, 10, 15, 20]
+    validated = [r for r in rows if r["psnr_1steps"]]
+    assert validated and all(r["apsnr_1steps"] and r["assim_input"] for r in validated)
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
     assert (result.run_dir / tr.GRID_DIR / "step_0000020.png").is_file()
     assert (result.entry_dir / WEIGHTS_NAME).is_file()
