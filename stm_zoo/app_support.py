@@ -33,10 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from stm_zoo import limits as engine_limits
 from stm_zoo.app_previews import remove_plane, robust_range
 from stm_zoo.errors import STMFileError, StmZooError
-from stm_zoo.inference import Progress, Result, model_grid, restore
+from stm_zoo.inference import Progress, Result, restore
 from stm_zoo.io import FORMAT_NAMES, detect_format, load_scan, open_matrix_upload, save_scan
+from stm_zoo.io.cli_info import format_si
 from stm_zoo.io.matrix import is_data_file, is_parameter_file
 from stm_zoo.io.scan import Scan
 from stm_zoo.zoo import SR_FACTOR, TASKS, LoadedModel, load_model, registry, resolve_device, zoo_dir
@@ -82,12 +84,16 @@ def _env_int(name: str, default: int) -> int:
 class AppLimits:
     """What one request may ask of the app; environment variables override the defaults.
 
+    These caps come on top of the engine's own limits (`stm_zoo.limits`: resampling factor,
+    smallest frame, flat channels), which the app applies through `restore` like every interface;
+    its grid cap is passed to `restore` as `max_grid_pixels`.
+
     Attributes:
         max_pixels: largest input image, lines x pixels (STM_ZOO_APP_MAX_PIXELS, default
             2048 x 2048).
         max_model_pixels: largest image a model runs on, after resampling to the model's pixel
             size and the k-fold line up-sampling of SR (STM_ZOO_APP_MAX_MODEL_PIXELS, default
-            4096 x 4096, the inference engine's own limit).
+            `stm_zoo.limits.MAX_GRID_PIXELS`, the inference engine's own limit).
         max_file_mb: upload size limit in MB (STM_ZOO_APP_MAX_FILE_MB, default 100).
         max_steps: most sampler steps per request.
         max_samples: most independent samples per request.
@@ -97,7 +103,7 @@ class AppLimits:
     """
 
     max_pixels: int = 2048 * 2048
-    max_model_pixels: int = 4096 * 4096
+    max_model_pixels: int = engine_limits.MAX_GRID_PIXELS
     max_file_mb: int = 100
     max_steps: int = 50
     max_samples: int = 8
@@ -119,14 +125,14 @@ class AppLimits:
 
 def check_pixels(name: str, shape: tuple[int, int], limits: AppLimits, what: str = "is") -> None:
     """Refuse an image of `shape` (H, W) above `limits.max_pixels` with a one-sentence message."""
-    h, w = shape
-    if h * w > limits.max_pixels:
-        side = math.isqrt(limits.max_pixels)
-        raise StmZooError(
-            f"{name} {what} {h:,} x {w:,} px ({h * w:,} px), more than the {limits.max_pixels:,} "
-            f"px (about {side} x {side}) this app processes: crop or bin it first (e.g. in "
-            "Gwyddion), or run `python -m stm_zoo restore` on your own machine."
-        )
+    engine_limits.check_pixels(
+        name,
+        shape,
+        limits.max_pixels,
+        what,
+        "crop or bin it first (e.g. in Gwyddion), or run `python -m stm_zoo restore` on your own "
+        "machine",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,6 +478,7 @@ class RestoreOptions:
         keep_measured: SR only: copy the measured lines into the result unchanged.
         channel, direction: what to read from the file.
         scan_size_nm: frame width in nm for files without a physical size (png/tif/npy).
+        no_resample: run the model on the file's own pixels, not resampled to the model's.
     """
 
     task: str = "restore"
@@ -485,6 +492,7 @@ class RestoreOptions:
     channel: str = "Z"
     direction: str = "forward"
     scan_size_nm: float | None = None
+    no_resample: bool = False
 
     def check(self, limits: AppLimits) -> None:
         """Refuse out-of-range numbers with a one-sentence message."""
@@ -512,8 +520,8 @@ class RestoreOutcome:
     Attributes:
         source: the file that was opened (for MATRIX, the copied data file).
         source_format: `detect_format` of it.
-        scan: the input as read (valid rows only).
-        result: the engine's result (restored scan, std, timing, model label).
+        scan: the input the model restored (complete lines only, bad pixels inpainted).
+        result: the engine's result (restored scan, std, timing, model label, warnings).
         files: downloads, the input's own format first.
         total_seconds: wall time of the whole request (reading, model loading, writing).
     """
@@ -540,12 +548,15 @@ def read_scan(
     direction: str = "forward",
     scan_size_nm: float | None = None,
     task: str = "restore",
+    repair: bool = True,
 ) -> Scan:
-    """Size-check and read one channel of a resolved upload; only its valid lines are kept.
+    """Size-check and read one channel of a resolved upload.
 
     A file without a physical size gets square pixels `scan_size_nm` / W wide (or the default
     sampling); for a super-resolution task its lines are taken to be k times further apart than
     its pixels (a k times faster scan of a square-pixel frame), so the frame is k times taller.
+    With `repair` (the default) incomplete lines are cut and bad pixels inpainted as `restore`
+    does (`stm_zoo.limits.repair_input`); without it the scan comes as read, for `restore`.
     """
     check_announced(path, limits)
     scan = load_scan(path, channel or "Z", direction or "forward", scan_size_nm)
@@ -554,7 +565,7 @@ def read_scan(
     if factor > 1 and scan.pixel_size_assumed:
         width_m, height_m = scan.scan_size_m
         scan = scan.replace(scan_size_m=(width_m, height_m * factor))
-    return scan.crop_valid()
+    return engine_limits.repair_input(scan).scan if repair else scan
 
 
 @dataclass
@@ -607,22 +618,19 @@ def restore_upload(
     work_dir = new_work_dir()
     notify(0.0, "reading the scan")
     path = resolve_upload(files, work_dir)
-    scan = read_scan(
-        path, limits, options.channel, options.direction, options.scan_size_nm, options.task
+    raw = read_scan(
+        path,
+        limits,
+        options.channel,
+        options.direction,
+        options.scan_size_nm,
+        options.task,
+        repair=False,
     )
     notify(0.0, "loading the model")
     model = models.get(options.task, options.family, options.size, options.device)
-    factor = SR_FACTOR[options.task]
-    lines, width = model_grid(scan, model.config.pixel_size_nm, factor)
-    grid = lines * factor * width
-    if grid > limits.max_model_pixels:
-        raise StmZooError(
-            f"{path.name} becomes {grid:,} px at the model's {model.config.pixel_size_nm:.4g} "
-            f"nm/px, more than the {limits.max_model_pixels:,} px this app runs a model on: "
-            "crop the scan to a smaller area first."
-        )
     result = restore(
-        scan,
+        raw,
         task=options.task,
         family=options.family,
         size=options.size,
@@ -633,7 +641,10 @@ def restore_upload(
         progress=notify,
         keep_measured=options.keep_measured,
         model=model,
+        no_resample=options.no_resample,
+        max_grid_pixels=limits.max_model_pixels,
     )
+    scan = result.input if result.input is not None else raw
     notify(1.0, "writing the downloads")
     fmt = detect_format(path)
     tag = f"{options.task}-{options.family}" + (
@@ -686,15 +697,6 @@ def write_downloads(result: Result, source_format: str, stem: str, folder: Path)
 # Text for the page
 
 
-def _si(value: float | None, unit: str) -> str:
-    if value is None:
-        return "unknown"
-    for factor, prefix in ((1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, "")):
-        if abs(value) < factor * 1000 or factor == 1.0:
-            return f"{value / factor:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
-
-
 def describe_scan(path: Path, scan: Scan) -> str:
     """A markdown summary of a scan for the page: format, size, pixel size, bias, setpoint."""
     fmt = FORMAT_NAMES[detect_format(path)]
@@ -705,13 +707,13 @@ def describe_scan(path: Path, scan: Scan) -> str:
     lines = [
         f"**{path.name}** · {fmt} · {scan.channel} {scan.direction}",
         f"{h} lines × {w} px · {sx:.4g} × {sy:.4g} nm{assumed} · {px:.4g} × {py:.4g} nm/px",
-        f"bias {_si(scan.bias_v, 'V')} · setpoint {_si(scan.setpoint_a, 'A')}",
+        f"bias {format_si(scan.bias_v, 'V')} · setpoint {format_si(scan.setpoint_a, 'A')}",
     ]
     return "  \n".join(lines)
 
 
 def describe_result(outcome: RestoreOutcome) -> str:
-    """A markdown summary of a run: model, timing, shapes, height range, uncertainty."""
+    """A markdown summary of a run: model, timing, shapes, height range, uncertainty, warnings."""
     result = outcome.result
     h, w = outcome.scan.shape
     rh, rw = result.scan.shape
@@ -720,11 +722,13 @@ def describe_result(outcome: RestoreOutcome) -> str:
         f"**{result.model}** · model {result.seconds:.2f} s · "
         f"request {outcome.total_seconds:.2f} s",
         f"{h} × {w} px → {rh} × {rw} px · height range (levelled, 0.5-99.5 %) "
-        f"{_si(hi - lo, result.scan.unit)}",
+        f"{format_si(hi - lo, result.scan.unit)}",
     ]
     if result.std is not None:
+        unit = result.scan.unit
         lines.append(
-            f"uncertainty: median std {_si(float(np.median(result.std)), result.scan.unit)}, "
-            f"99th percentile {_si(float(np.percentile(result.std, 99)), result.scan.unit)}"
+            f"uncertainty: median std {format_si(float(np.median(result.std)), unit)}, "
+            f"99th percentile {format_si(float(np.percentile(result.std, 99)), unit)}"
         )
+    lines += [f"⚠️ {warning}" for warning in result.warnings]
     return "  \n".join(lines)

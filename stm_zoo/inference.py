@@ -1,10 +1,12 @@
 """The inference engine: restore or super-resolve a scan of any size with a zoo model.
 
-Data flow (ARCHITECTURE.md): Scan (metres) -> crop NaN lines -> resample to the model's pixel size
-(for SR: to k times the model's line spacing, then nearest-neighbour up by k along the slow axis,
-as the training pipeline does) -> 128x128 tiles with overlap -> per-tile normalisation to [-1, 1]
--> sampler -> per-tile map back to metres -> squared-cosine blend -> original pixel grid -> Scan
-with the original metadata and a history entry.
+Data flow (ARCHITECTURE.md): Scan (metres) -> limits and repairs (`stm_zoo.limits`: cut incomplete
+lines, inpaint NaN pixels and glitches, refuse flat channels and model grids that are too large,
+too small or too far from the model's scale) -> resample to the model's pixel size (for SR: to k
+times the model's line spacing, then nearest-neighbour up by k along the slow axis, as the training
+pipeline does) -> 128x128 tiles with overlap -> per-tile normalisation to [-1, 1] -> sampler ->
+per-tile map back to metres -> squared-cosine blend -> finite check -> original pixel grid -> Scan
+with the original metadata and a history entry, plus warnings.
 
 Mapping a tile back to metres: the models are trained on pairs whose clean and degraded channels
 are each normalised to [-1, 1] independently, so an output is "a clean image in its own [-1, 1]
@@ -18,12 +20,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from stm_zoo.errors import StmZooError
 from stm_zoo.io.scan import Scan
+from stm_zoo.limits import (
+    MAX_GRID_PIXELS,
+    MAX_INPUT_PIXELS,
+    check_finite_output,
+    check_pixels,
+    check_signal,
+    model_grid,
+    plan_grid,
+    repair_input,
+)
 from stm_zoo.preprocess import normalise_tiles
 from stm_zoo.tiling import count_tiles, tiled_map
 from stm_zoo.zoo import DEFAULT_PIXEL_SIZE_NM, SR_FACTOR, LoadedModel, load_model
@@ -31,7 +43,8 @@ from stm_zoo.zoo import DEFAULT_PIXEL_SIZE_NM, SR_FACTOR, LoadedModel, load_mode
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
-MAX_PIXELS = 4096 * 4096
+MAX_PIXELS = MAX_INPUT_PIXELS
+__all__ = ["MAX_PIXELS", "Result", "fit_back", "make_tile_fn", "model_grid", "restore"]
 
 
 @dataclass
@@ -45,6 +58,10 @@ class Result:
         samples: (K, H, W) the individual samples in physical units when samples > 1.
         seconds: wall time of the model part.
         model: label of the zoo entry used, e.g. "restore/fm-small (2 steps)".
+        warnings: one sentence each about what was repaired or is unusual (lines cut, pixels
+            inpainted, glitches masked, resampling factor, assumed pixel size); also logged.
+        input: the scan the model restored, on its own pixel grid: complete lines only, bad
+            pixels inpainted (what a before/after view should show); None if not recorded.
     """
 
     scan: Scan
@@ -52,6 +69,8 @@ class Result:
     samples: np.ndarray | None
     seconds: float
     model: str
+    warnings: list[str] = field(default_factory=list)
+    input: Scan | None = None
 
 
 def fit_back(output: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -82,8 +101,11 @@ def fit_back(output: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return mapped
 
 
-def make_tile_fn(model: LoadedModel, steps: int):
-    """The function `tiled_map` calls: normalise tiles, sample, map back to input units."""
+def make_tile_fn(model: LoadedModel, steps: int, name: str = "the scan"):
+    """The function `tiled_map` calls: normalise tiles, sample, map back to input units.
+
+    Refuses (StmZooError) a batch of model outputs holding NaN or inf, naming `name`.
+    """
     import torch
 
     method = model.config.method()
@@ -104,18 +126,10 @@ def make_tile_fn(model: LoadedModel, steps: int):
         with torch.inference_mode(), autocast:
             out = method.sample(model.network, cond, steps, noise_t)
         out_np = out[:, 0].float().cpu().numpy()
+        check_finite_output(out_np, model.key, name)
         return (fit_back(out_np, normed) + 1.0) / 2.0 * span + lo
 
     return run
-
-
-def model_grid(scan: Scan, model_pixel_nm: float, factor: int) -> tuple[int, int]:
-    """(lines, pixels) of the input resampled to the model's pixel size (lines at k x spacing)."""
-    px_x_nm, px_y_nm = (p * 1e9 for p in scan.pixel_size_m)
-    h, w = scan.shape
-    width = max(1, int(round(w * px_x_nm / model_pixel_nm)))
-    lines = max(1, int(round(h * px_y_nm / (model_pixel_nm * factor))))
-    return lines, width
 
 
 def restore(
@@ -134,8 +148,15 @@ def restore(
     tile: int | None = None,
     overlap: int = 32,
     batch_size: int = 8,
+    no_resample: bool = False,
+    max_grid_pixels: int = MAX_GRID_PIXELS,
 ) -> Result:
     """Restore (task "restore") or super-resolve along the slow axis (task "sr2"/"sr4") a scan.
+
+    Before anything large is allocated, `stm_zoo.limits` checks the input: incomplete lines are
+    cut off, scattered NaN / inf pixels and glitches are inpainted, flat channels are refused, and
+    so is a model grid that is too large, too small, or too far (4x down, 8x up) from the scan's
+    pixels. What was repaired or is unusual is returned in `Result.warnings`.
 
     Args:
         scan: a Scan, or a (H, W) array (then the paper's pitch, 100 nm per 512 px, is assumed).
@@ -151,6 +172,13 @@ def restore(
         model: an already loaded model (skips the zoo lookup).
         tile: tile edge (default: the model's training crop size).
         overlap: tile overlap in pixels; batch_size: tiles per network call.
+        no_resample: run the model on the scan's own pixels instead of resampling them to the
+            model's pixel size (the scale limits then do not apply; a warning gives the ratio).
+        max_grid_pixels: most pixels the model grid may have (callers may set a tighter cap).
+
+    Raises:
+        StmZooError: bad options, a file beyond the limits, a flat channel, a missing model, or
+            a model output that is not finite.
     """
     if not isinstance(scan, Scan):
         data = np.asarray(scan, dtype=np.float32)
@@ -163,27 +191,36 @@ def restore(
         raise StmZooError(f"steps must be at least 1, got {steps}.")
     if samples < 1:
         raise StmZooError(f"samples must be at least 1, got {samples}.")
-    if scan.data.size > MAX_PIXELS:
-        raise StmZooError(
-            f"{scan.describe()} has {scan.shape[0]}x{scan.shape[1]} pixels, more than the "
-            f"{MAX_PIXELS:,} this engine processes at once: crop it first."
-        )
+    check_pixels(scan.describe(), scan.shape, MAX_INPUT_PIXELS, "has", "crop it first")
     factor = SR_FACTOR[task]
-    original = scan
-    scan = scan.crop_valid()
+    repaired = repair_input(scan)
+    warnings = list(repaired.warnings)
+    scan = repaired.scan
+    check_signal(scan)
+    if scan.pixel_size_assumed and scan.source is not None:
+        warnings.append(
+            f"the file carries no physical size: {scan.pixel_size_m[0] * 1e9:.4g} nm/px assumed; "
+            "give the scan width (--scan-size-nm) if that is wrong"
+        )
     model = model or load_model(task, family, size, device=device, dtype=dtype)
     if model.config.task != task:
         raise StmZooError(f"Model {model.key} is for task {model.config.task}, not {task}.")
+    plan = plan_grid(
+        scan,
+        model.config.pixel_size_nm,
+        factor,
+        no_resample=no_resample,
+        max_grid_pixels=max_grid_pixels,
+    )
+    warnings += plan.warnings
     tile = tile or model.config.tile_size
     notify = progress or (lambda fraction, message: None)
 
     from stm_zoo.preprocess import resample_to_shape
 
     h, w = scan.shape
-    lines, width = model_grid(scan, model.config.pixel_size_nm, factor)
     data = scan.data.astype(np.float64)
-    resampled = (lines, width) != (h, w)
-    grid = resample_to_shape(data, (lines, width)) if resampled else data
+    grid = resample_to_shape(data, plan.shape) if plan.shape != (h, w) else data
     grid = np.repeat(grid, factor, axis=0)  # nearest-neighbour up along the slow axis
     started = time.perf_counter()
     if model.config.family == "classical":
@@ -205,7 +242,7 @@ def restore(
 
             outputs.append(
                 tiled_map(
-                    make_tile_fn(model, steps),
+                    make_tile_fn(model, steps, scan.describe()),
                     grid,
                     tile,
                     overlap,
@@ -215,6 +252,11 @@ def restore(
                 )
             )
     seconds = time.perf_counter() - started
+    label = f"{model.key}" + (
+        "" if model.config.family in ("ae", "classical") else f" ({steps} steps)"
+    )
+    for output in outputs:
+        check_finite_output(output, label, scan.describe())
     target = (h * factor, w)
     stack = np.stack(
         [resample_to_shape(o, target) if o.shape != target else o for o in outputs]
@@ -223,18 +265,19 @@ def restore(
     if keep_measured and factor > 1:
         result[::factor] = scan.data
     std = stack.std(axis=0) if samples > 1 else None
-    label = f"{model.key}" + (
-        "" if model.config.family in ("ae", "classical") else f" ({steps} steps)"
-    )
     step = f"stm-zoo {task} with {label}, seed={seed}, samples={samples}" + (
         ", measured lines kept" if keep_measured and factor > 1 else ""
     )
+    if no_resample:
+        step += ", at the file's own pixels"
     restored = scan.replace(
         data=result,
         scan_size_m=(scan.scan_size_m[0], scan.scan_size_m[1]),
     )
     restored.history.append(step)
-    if restored.shape != original.shape and factor == 1:
-        log.info("%s: restored the valid block of %d lines", original.describe(), h)
+    for warning in warnings:
+        log.info("%s: %s", scan.describe(), warning)
     notify(1.0, "done")
-    return Result(restored, std, stack if samples > 1 else None, seconds, label)
+    return Result(
+        restored, std, stack if samples > 1 else None, seconds, label, warnings, input=scan
+    )

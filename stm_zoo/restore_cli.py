@@ -82,6 +82,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="SR: keep the measured lines unchanged in the result",
     )
+    parser.add_argument(
+        "--no-resample",
+        action="store_true",
+        help="run the model on the file's own pixels instead of resampling them to the model's "
+        "pixel size (for frames beyond the 4x down / 8x up resampling limits)",
+    )
     parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     parser.add_argument(
         "--format",
@@ -122,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
                 samples=args.samples,
                 keep_measured=args.keep_measured,
                 model=model,
+                no_resample=args.no_resample,
             )
             target = save_scan(result.scan, output_path(source, args.out, args.task, args.format))
             if result.std is not None:
@@ -130,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
                     target.with_name(f"{target.stem}_std{target.suffix}"),
                 )
             bar.write(f"{source} -> {target} ({result.seconds:.1f} s)")
+            for warning in result.warnings:
+                bar.write(f"  warning: {warning}")
         except StmZooError as error:
             failures += 1
             bar.write(f"failed: {error}")

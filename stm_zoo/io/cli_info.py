@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 _PREFIXES = [(1e-15, "f"), (1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, "")]
+_PREFIXED_UNITS = ("m", "A", "V", "s")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -35,11 +36,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_si(value: float | None, unit: str) -> str:
-    """ "-20 mV", "50 pA", "0.6 V"; "unknown" for None."""
+    """A value with an SI prefix for SI units: "-20 mV", "50 pA", "370 pm", "0.6 V".
+
+    The one formatter of physical values for the CLI, the app and warnings. Unitless values
+    (unit "", image codes) and units without a prefix table here print as plain numbers ("0.37",
+    "12 deg"), never "370 m" for 0.37 of nothing; None prints "unknown".
+    """
     if value is None:
         return "unknown"
-    if value == 0 or not math.isfinite(value) or unit not in ("V", "A", "m"):
-        return f"{value:g} {unit}".strip()
+    if value == 0 or not math.isfinite(value) or unit not in _PREFIXED_UNITS:
+        return f"{value:.4g} {unit}".strip()
     factor, prefix = next(((f, p) for f, p in reversed(_PREFIXES) if abs(value) >= f), _PREFIXES[0])
     return f"{value / factor:.4g} {prefix}{unit}"
 
