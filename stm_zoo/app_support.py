@@ -37,7 +37,14 @@ from stm_zoo import limits as engine_limits
 from stm_zoo.app_previews import remove_plane, robust_range
 from stm_zoo.errors import STMFileError, StmZooError
 from stm_zoo.inference import Progress, Result, restore
-from stm_zoo.io import FORMAT_NAMES, detect_format, load_scan, open_matrix_upload, save_scan
+from stm_zoo.io import (
+    FORMAT_NAMES,
+    detect_format,
+    load_scan,
+    open_matrix_upload,
+    result_label,
+    save_result,
+)
 from stm_zoo.io.cli_info import format_si
 from stm_zoo.io.matrix import is_data_file, is_parameter_file
 from stm_zoo.io.scan import Scan
@@ -650,7 +657,15 @@ def restore_upload(
     tag = f"{options.task}-{options.family}" + (
         "" if options.family == "classical" else f"-{options.size}"
     )
-    files_out = write_downloads(result, fmt, f"{safe_stem(path)}_{tag}", work_dir / "out")
+    files_out = write_downloads(
+        result,
+        fmt,
+        f"{safe_stem(path)}_{tag}",
+        work_dir / "out",
+        source=path,
+        label=result_label(options.task, options.family, options.size),
+        scan_size_nm=options.scan_size_nm,
+    )
     total = time.perf_counter() - started
     log.info(
         "%s %s: %s, model %.2f s, request %.2f s",
@@ -672,11 +687,22 @@ def safe_stem(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem)[:80] or "scan"
 
 
-def write_downloads(result: Result, source_format: str, stem: str, folder: Path) -> list[Path]:
+def write_downloads(
+    result: Result,
+    source_format: str,
+    stem: str,
+    folder: Path,
+    *,
+    source: Path | None = None,
+    label: str = "restored",
+    scan_size_nm: float | None = None,
+) -> list[Path]:
     """Write the restored scan in the input's format, plus .gwy, 16-bit .png and float32 .npy.
 
-    With several samples, the per-pixel standard deviation is written too (`<stem>_std.npy`, in
-    the scan's unit). MATRIX input has no writer and comes back as .gwy.
+    The .sxm and .gwy files carry every channel of `source` unchanged, with the result added as
+    the channel `<channel>_<label>` (see `stm_zoo.io.results`). With several samples, the
+    per-pixel standard deviation is written too (`<stem>_std.npy`, in the scan's unit, and a
+    channel of the .sxm/.gwy). MATRIX input has no writer and comes back as .gwy.
 
     Returns:
         The written files, the input's own format first.
@@ -684,7 +710,15 @@ def write_downloads(result: Result, source_format: str, stem: str, folder: Path)
     folder.mkdir(parents=True, exist_ok=True)
     suffixes = [NATIVE_SUFFIX.get(source_format, ".gwy"), *EXTRA_SUFFIXES]
     written = [
-        save_scan(result.scan, folder / f"{stem}{suffix}") for suffix in dict.fromkeys(suffixes)
+        save_result(
+            result.scan,
+            folder / f"{stem}{suffix}",
+            label=label,
+            source=source,
+            std=result.std if suffix in (".sxm", ".gwy") else None,
+            scan_size_nm=scan_size_nm,
+        )[0]
+        for suffix in dict.fromkeys(suffixes)
     ]
     if result.std is not None:
         std_path = folder / f"{stem}_std.npy"

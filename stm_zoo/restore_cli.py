@@ -1,9 +1,22 @@
-"""`python -m stm_zoo restore IN... -o OUTDIR`: restore or super-resolve files and folders."""
+"""`python -m stm_zoo restore IN... -o OUTDIR`: restore or super-resolve files and folders.
+
+Results are named `<stem>_<channel>-<direction>_<task>.<ext>`; a folder argument's subfolders are
+mirrored under OUTDIR, so equal names in different folders never meet. An existing result is
+never overwritten without `--overwrite`. .sxm and .gwy results keep every channel of the input
+(see `stm_zoo.io.results`). A batch goes on past a file that fails and ends with a summary.
+
+Exit codes: 0 every file done; 2 a user error (bad option, missing model, existing result, or
+every file failed with a user error such as a bad file); 1 when some files failed and others were
+done, or a file failed for another reason (out of memory, a crash; `-v` shows the traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -15,23 +28,27 @@ log = logging.getLogger(__name__)
 WRITABLE = ("sxm", "gwy", "png", "tiff", "npy")
 
 
-def collect_inputs(paths: list[Path]) -> list[Path]:
-    """Expand folders into the scan files they hold (MATRIX parameter files are not inputs)."""
+def collect_jobs(paths: list[Path]) -> list[tuple[Path, Path]]:
+    """(scan file, folder of its result relative to OUTDIR) for every input.
+
+    Folders are expanded into the scan files they hold (MATRIX parameter files are not inputs),
+    each with its subfolder relative to the folder given; files given directly go to OUTDIR.
+    """
     from stm_zoo.io import SUPPORTED_READ
 
     readable = tuple(ext.lower() for ext in SUPPORTED_READ)
-    found: list[Path] = []
+    found: list[tuple[Path, Path]] = []
     for path in paths:
         if path.is_dir():
             found += sorted(
-                p
+                (p, p.parent.relative_to(path))
                 for p in path.rglob("*")
                 if p.is_file()
                 and p.name.lower().endswith(readable)
                 and not p.name.lower().endswith(".mtrx")  # MATRIX parameter files
             )
         elif path.is_file():
-            found.append(path)
+            found.append((path, Path()))
         else:
             raise StmZooError(f"{path} does not exist: give scan files or folders holding them.")
     if not found:
@@ -42,14 +59,113 @@ def collect_inputs(paths: list[Path]) -> list[Path]:
     return found
 
 
-def output_path(source: Path, out_dir: Path, task: str, fmt: str | None) -> Path:
-    """Where a result goes: OUTDIR/<stem>_<task>.<ext>, in the input's format when writable."""
+def collect_inputs(paths: list[Path]) -> list[Path]:
+    """Expand folders into the scan files they hold (MATRIX parameter files are not inputs)."""
+    return [source for source, _ in collect_jobs(paths)]
+
+
+def output_path(
+    source: Path, folder: Path, channel: str, direction: str, task: str, fmt: str | None
+) -> Path:
+    """Where a result goes: FOLDER/<stem>_<channel>-<direction>_<task>.<ext>, in the input's
+    format when it is writable (MATRIX: .gwy)."""
     ext = fmt or source.suffix.lower().lstrip(".")
     ext = {"tif": "tiff", "z_mtrx": "gwy", "i_mtrx": "gwy"}.get(ext, ext)
     if ext not in WRITABLE:
         ext = "gwy"
     suffix = ".tif" if ext == "tiff" else f".{ext}"
-    return out_dir / f"{source.stem}_{task}{suffix}"
+    channel = re.sub(r"[^A-Za-z0-9.+-]+", "_", channel).strip("_") or "channel"
+    return folder / f"{source.stem}_{channel}-{direction}_{task}{suffix}"
+
+
+def plan_outputs(
+    jobs: list[tuple[Path, Path]], args: argparse.Namespace
+) -> list[tuple[Path, Path]]:
+    """(source, output folder) per distinct input; two inputs meeting in one result are an error.
+
+    Raises:
+        StmZooError: two different files would be written to the same result.
+    """
+    planned: dict[Path, Path] = {}
+    distinct = []
+    for source, relative in jobs:
+        folder = args.out / relative
+        target = output_path(source, folder, args.channel, args.direction, args.task, args.format)
+        other = planned.setdefault(target, source)
+        if other.resolve() == source.resolve():
+            if other is source:
+                distinct.append((source, folder))
+            continue
+        raise StmZooError(
+            f"{other} and {source} would both be written to {target}: give the folder holding "
+            "them instead, so that the results mirror its subfolders."
+        )
+    return distinct
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse out-of-range numbers before any file is read."""
+    if args.steps < 1:
+        raise StmZooError(f"--steps must be at least 1, not {args.steps}.")
+    if args.samples < 1:
+        raise StmZooError(f"--samples must be at least 1, not {args.samples}.")
+    size = args.scan_size_nm
+    if size is not None and not (0 < size < float("inf")):
+        raise StmZooError(f"--scan-size-nm must be a positive number of nm, not {size}.")
+
+
+def check_free(targets: list[Path], overwrite: bool) -> None:
+    """Refuse to replace an existing result unless asked to."""
+    for target in targets:
+        if target.exists() and not overwrite:
+            raise StmZooError(
+                f"{target} already exists: pass --overwrite to replace it, or write to another "
+                "folder with -o."
+            )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file of a batch that could not be done: why, and whether the user can fix it."""
+
+    source: Path
+    reason: str
+    user_error: bool
+
+    def line(self) -> str:
+        """The "<path>: <reason>" line, the file name not repeated at the start of the reason."""
+        return f"{self.source}: {self.reason.removeprefix(f'{self.source.name}: ')}"
+
+
+def failure(source: Path, error: BaseException) -> Failure:
+    """A `Failure` from what one file raised; anything but a `StmZooError` is not a user error."""
+    if isinstance(error, StmZooError):
+        return Failure(source, str(error), True)
+    if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
+        return Failure(
+            source,
+            "out of memory: crop or bin the scan, or run it on a machine with more memory "
+            "(--device cpu uses the main memory).",
+            False,
+        )
+    detail = (str(error).splitlines() or [""])[0][:200]
+    return Failure(
+        source, f"{type(error).__name__}: {detail} (rerun with -v for the traceback).", False
+    )
+
+
+def exit_code(done: int, failures: list[Failure]) -> int:
+    """0 when nothing failed, 2 when every file failed with a user error, else 1."""
+    if not failures:
+        return 0
+    if done == 0 and all(f.user_error for f in failures):
+        return 2
+    return 1
+
+
+def summary(done: int, failures: list[Failure]) -> str:
+    """The line "N done, M failed", then one line per failed file saying why."""
+    return "\n".join([f"{done} done, {len(failures)} failed", *(f"  {f.line()}" for f in failures)])
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +206,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     parser.add_argument(
+        "--overwrite", action="store_true", help="replace results that already exist"
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help=".sxm/.gwy: put the result in place of the channel it came from (default: add it "
+        "as a new channel <channel>_<task>_<model> beside every channel of the input)",
+    )
+    parser.add_argument(
         "--format",
         choices=WRITABLE,
         default=None,
@@ -99,20 +224,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from stm_zoo.inference import restore
-    from stm_zoo.io import load_scan, save_scan
+    from stm_zoo.io import load_scan, result_label, save_result
     from stm_zoo.zoo import default_model, load_model, registry
 
-    inputs = collect_inputs(args.inputs)
+    check_options(args)
+    jobs = plan_outputs(collect_jobs(args.inputs), args)
     family, size = default_model(args.task)
     if args.model is not None and args.model != family:
         sizes = [k.size for k in registry() if k.family == args.model] or ["small"]
         family, size = args.model, sizes[0]
     size = args.size or size
     model = load_model(args.task, family, size, device=args.device, dtype=args.dtype)
-    args.out.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    bar = tqdm(inputs, unit="file", desc=f"{args.task} {model.key}")
-    for source in bar:
+    make_folder(args.out)
+    label = result_label(args.task, model.key.family, model.key.size)
+    done, failures = 0, []
+    bar = tqdm(jobs, unit="file", desc=f"{args.task} {model.key}", disable=len(jobs) == 1)
+    for source, folder in bar:
         try:
             scan = load_scan(
                 source,
@@ -120,6 +247,12 @@ def run(args: argparse.Namespace) -> int:
                 direction=args.direction,
                 scan_size_nm=args.scan_size_nm,
             )
+            target = output_path(
+                source, folder, scan.channel, args.direction, args.task, args.format
+            )
+            std_file = target.with_name(f"{target.stem}_std{target.suffix}")
+            separate_std = args.samples > 1 and target.suffix not in (".sxm", ".gwy")
+            check_free([target, *([std_file] if separate_std else [])], args.overwrite)
             result = restore(
                 scan,
                 task=args.task,
@@ -130,18 +263,40 @@ def run(args: argparse.Namespace) -> int:
                 model=model,
                 no_resample=args.no_resample,
             )
-            target = save_scan(result.scan, output_path(source, args.out, args.task, args.format))
-            if result.std is not None:
-                save_scan(
-                    result.scan.replace(data=result.std),
-                    target.with_name(f"{target.stem}_std{target.suffix}"),
-                )
-            bar.write(f"{source} -> {target} ({result.seconds:.1f} s)")
+            make_folder(folder)
+            written = save_result(
+                result.scan,
+                target,
+                label=label,
+                source=source,
+                std=result.std,
+                replace=args.replace,
+                scan_size_nm=args.scan_size_nm,
+            )
+            done += 1
+            bar.write(f"{source} -> {', '.join(map(str, written))} ({result.seconds:.1f} s)")
             for warning in result.warnings:
-                bar.write(f"  warning: {warning}")
-        except StmZooError as error:
-            failures += 1
-            bar.write(f"failed: {error}")
-    if failures:
-        log.warning("%d of %d files failed", failures, len(inputs))
-    return 1 if failures == len(inputs) else 0
+                bar.write(f"  warning: {warning}", file=sys.stderr)
+        except Exception as error:  # one file's failure, even out of memory, ends no batch
+            if len(jobs) == 1 and isinstance(error, StmZooError):
+                raise  # one file: the user error itself, exit code 2
+            log.debug("%s failed", source, exc_info=True)
+            failures.append(failure(source, error))
+            bar.write(f"failed: {failures[-1].line()}", file=sys.stderr)
+    bar.close()
+    if len(jobs) > 1:
+        print(summary(done, failures), file=sys.stderr)
+    return exit_code(done, failures)
+
+
+def make_folder(folder: Path) -> None:
+    """Create an output folder (and its parents), or say why it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StmZooError(f"{folder} is a file, not a folder: give another -o folder.") from None
+    except OSError as error:
+        raise StmZooError(
+            f"Cannot create the output folder {folder} ({error.strerror or error}): check the "
+            "path and its access rights."
+        ) from None

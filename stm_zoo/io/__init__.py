@@ -16,12 +16,14 @@ from stm_zoo.io.api import (
     SUPPORTED_WRITE,
     detect_format,
     list_channels,
+    load_all_scans,
     load_scan,
     load_scans,
     save_scan,
     scan_info,
 )
 from stm_zoo.io.matrix import open_matrix_upload
+from stm_zoo.io.results import result_channel, result_label, save_result
 from stm_zoo.io.scan import Scan
 
 __all__ = [
@@ -34,11 +36,15 @@ __all__ = [
     "Scan",
     "detect_format",
     "list_channels",
+    "load_all_scans",
     "load_scan",
     "load_scans",
     "match_channel",
     "open_matrix_upload",
     "parse_direction",
+    "result_channel",
+    "result_label",
+    "save_result",
     "save_scan",
     "scan_info",
 ]

@@ -139,6 +139,25 @@ def load_scans(
     return scans
 
 
+def load_all_scans(
+    path: str | Path, scan_size_nm: float | Sequence[float] | None = None
+) -> list[Scan]:
+    """Every channel and direction of a scan file, in file order (see `load_scan`).
+
+    A .gwy file gives every data field (`metadata["field"]` is its channel number), a MATRIX data
+    file also the channels of its sibling data files, an image its one image.
+
+    Raises:
+        STMFileError: as `load_scan`.
+    """
+    path = Path(path)
+    if detect_format(path) == "gwy":
+        with reading(path, FORMAT_NAMES["gwy"]):
+            return gwy.read_all(path, scan_size_nm)
+    selection = [(c.name, d) for c in list_channels(path) for d in c.directions]
+    return load_scans(path, selection, scan_size_nm)
+
+
 def save_scan(
     scan: Scan | Sequence[Scan], path: str | Path, *, bit_depth: int | None = None
 ) -> Path:

@@ -118,13 +118,58 @@ def read_many(
     return scans
 
 
-def write(scans: Sequence[Scan], path: Path) -> None:
-    """Write the scans as channels 0, 1, ... of one .gwy file (only the first is visible)."""
-    from gwyfile.objects import GwyContainer, GwyDataField, GwySIUnit
+def read_all(path: Path, scan_size_nm: float | Sequence[float] | None = None) -> list[Scan]:
+    """Every data field of the file as a `Scan`, in channel-number order (see `read`);
+    `metadata["field"]` holds each one's channel number."""
+    container = _load(path)
+    fields = _fields(path, container)
+    by_number = {f["n"]: f for f in fields}
+    return [_to_scan(path, container, f, _header(f, by_number), scan_size_nm) for f in fields]
+
+
+def write(scans: Sequence[Scan], path: Path, shown: int = 0) -> None:
+    """Write the scans as channels 0, 1, ... of one .gwy file; Gwyddion opens channel `shown`."""
+    from gwyfile.objects import GwyContainer
 
     container = GwyContainer()
+    _put_fields(container, list(enumerate(scans)), shown)
+    write_atomically(path, lambda tmp: container.tofile(str(tmp)))
+
+
+def write_into(
+    source: Path, path: Path, added: Sequence[Scan], replaced: dict[int, Scan] | None = None
+) -> None:
+    """Copy the .gwy file `source` to `path` with every object in it unchanged (fields, masks,
+    graphs, logs, ...), except that channel n holds `replaced[n]` and `added` become new channels
+    after the last one; Gwyddion opens the first added (else the first replaced) channel.
+
+    Raises:
+        STMFileError: `source` is not a readable .gwy file or has no channel n of `replaced`.
+    """
+    container = _load(source)
+    numbers = [f["n"] for f in _fields(source, container)]
+    replaced = replaced or {}
+    for n in replaced:
+        if n not in numbers:
+            raise file_error(source, f"has no channel {n} to replace")
+    first_new = max(numbers) + 1
+    placed = [*replaced.items(), *enumerate(added, start=first_new)]
+    shown = first_new if added else next(iter(replaced), numbers[0])
+    for n in numbers:
+        container[f"/{n}/data/visible"] = False
+    _put_fields(container, placed, shown)
+    write_atomically(path, lambda tmp: container.tofile(str(tmp)))
+
+
+def _put_fields(container: Any, placed: Sequence[tuple[int, Scan]], shown: int) -> None:
+    """Store each (channel number, scan) as "/n/data" with its title, meta and missing-data mask.
+
+    Channels sharing one source header carry it once (see the module docstring).
+    """
+    from gwyfile.objects import GwyDataField, GwySIUnit
+
     shared: tuple[dict[str, str], int] | None = None  # the last header written in full, where
-    for i, scan in enumerate(scans):
+    for i, scan in placed:
         data = scan.data.astype(np.float64)
         missing = ~np.isfinite(data)
         if missing.any():
@@ -138,7 +183,7 @@ def write(scans: Sequence[Scan], path: Path) -> None:
         )
         container[f"/{i}/data"] = field
         _set_string(container, f"/{i}/data/title", f"{scan.channel} ({scan.direction.title()})")
-        container[f"/{i}/data/visible"] = i == 0
+        container[f"/{i}/data/visible"] = i == shown
         if missing.any():
             container[f"/{i}/mask"] = GwyDataField(
                 missing.astype(np.float64),
@@ -147,13 +192,14 @@ def write(scans: Sequence[Scan], path: Path) -> None:
                 si_unit_xy=GwySIUnit(unitstr="m"),
                 si_unit_z=GwySIUnit(unitstr=""),
             )
+        elif f"/{i}/mask" in container:  # a replaced channel's mask no longer applies
+            del container[f"/{i}/mask"]
         header = _source_header(scan)
         if shared is not None and header and header == shared[0]:
             container[f"/{i}/meta"] = _meta(scan, bool(missing.any()), {}, shared_in=shared[1])
         else:
             container[f"/{i}/meta"] = _meta(scan, bool(missing.any()), header)
             shared = (header, i)
-    write_atomically(path, lambda tmp: container.tofile(str(tmp)))
 
 
 def _set_string(container: Any, key: str, value: str) -> None:
@@ -432,6 +478,7 @@ def _to_scan(
         "yreal": yreal,
         "si_unit_xy": _unit(value.get("si_unit_xy")),
         "header": header,
+        "field": field["n"],
     }
     if xy_unit == "m" and xreal and yreal and xreal > 0 and yreal > 0:
         scan_size_m = (xreal * xy_factor, yreal * xy_factor)

@@ -87,15 +87,15 @@ class Scan:
         """Boolean mask (H,) of rows that hold no NaN or inf (an aborted scan leaves NaN lines)."""
         return np.isfinite(self.data).all(axis=1)
 
-    def crop_valid(self) -> Scan:
-        """The largest block of consecutive fully valid rows, with the physical height rescaled.
+    def valid_block(self) -> tuple[int, int]:
+        """(start, stop): the largest block of consecutive fully valid rows, `crop_valid`'s rows.
 
         Raises:
             StmZooError: when no row is valid.
         """
         valid = self.valid_rows()
         if valid.all():
-            return self
+            return 0, len(valid)
         if not valid.any():
             raise StmZooError(f"{self.describe()} holds no complete scan line.")
         best_start, best_len, start = 0, 0, None
@@ -106,7 +106,19 @@ class Scan:
                 if i - start > best_len:
                     best_start, best_len = start, i - start
                 start = None
+        return best_start, best_start + best_len
+
+    def crop_valid(self) -> Scan:
+        """The largest block of consecutive fully valid rows, with the physical height rescaled.
+
+        Raises:
+            StmZooError: when no row is valid.
+        """
+        best_start, stop = self.valid_block()
+        best_len = stop - best_start
         h = self.shape[0]
+        if best_len == h:
+            return self
         cropped = self.replace(
             data=self.data[best_start : best_start + best_len],
             scan_size_m=(self.scan_size_m[0], self.scan_size_m[1] * best_len / h),

@@ -170,7 +170,7 @@ def read_many(path: Path, selection: Sequence[tuple[str, str]]) -> list[Scan]:
     for c in header.channels:
         first_plane.setdefault(c.name, (planes, c))
         planes += len(c.directions)
-    history = _history(header.tags)
+    histories = _histories(header.tags)
     assumed = header.tags.get(_TAG_ASSUMED, "").strip().upper() == "TRUE"
     scans = []
     with open(path, "rb") as f:
@@ -203,7 +203,7 @@ def read_many(path: Path, selection: Sequence[tuple[str, str]]) -> list[Scan]:
                     setpoint_a=header.setpoint_a,
                     source=path,
                     metadata={"format": "sxm", "header": dict(header.tags)},
-                    history=list(history),
+                    history=list(histories.get(f"{name} {fast}", histories.get("", []))),
                     pixel_size_assumed=assumed,
                     scan_dir=header.scan_dir,
                 )
@@ -214,11 +214,13 @@ def read_many(path: Path, selection: Sequence[tuple[str, str]]) -> list[Scan]:
 def write(scans: Sequence[Scan], path: Path) -> None:
     """Write one or more scans of the same frame as an .sxm file.
 
-    Channels are written in order of first appearance, each with a forward and a backward image
-    ("both" in DATA_INFO, which every .sxm reader expects); a direction not given is written as
-    NaN, which is what Nanonis itself stores for lines never scanned. The header is rebuilt from
-    the scans' physical fields; when the first scan came from an .sxm file, its other header
-    entries (dates, piezo calibration, controller settings, ...) are kept.
+    Channels are written in order of first appearance, each with the directions it was given:
+    "both" in DATA_INFO when forward and backward are given, else "forward" or "backward" alone
+    (as Nanonis does for channels recorded one way; nanonispy2, which assumes "both" everywhere,
+    cannot read such files, Gwyddion and stm-zoo can). The header is rebuilt from the scans'
+    physical fields; when the first scan came from an .sxm file, its other header entries (dates,
+    piezo calibration, controller settings, ...) are kept. Each image's processing history is
+    stored in the "stm_zoo>history" tag and appended to COMMENT, one line per step.
 
     Raises:
         STMFileError: the scans differ in shape, size or slow-scan direction, or one channel and
@@ -241,13 +243,10 @@ def write(scans: Sequence[Scan], path: Path) -> None:
     except UnicodeEncodeError:
         header = text.encode("utf-8")
     parts = [header, _DATA_MARK]
-    nan_plane = np.full(first.shape, np.nan, dtype=">f4")
     for by_direction in groups.values():
         for fast in ("forward", "backward"):
             scan = by_direction.get(fast)
-            if scan is None:
-                parts.append(nan_plane.tobytes())
-            else:
+            if scan is not None:
                 plane = _orient(scan.data, fast, scan.scan_dir)
                 parts.append(np.ascontiguousarray(plane, dtype=">f4").tobytes())
     write_atomically(path, lambda tmp: tmp.write_bytes(b"".join(parts)))
@@ -370,12 +369,44 @@ def _setpoint_a(tags: dict[str, str]) -> float | None:
     return None
 
 
-def _history(tags: dict[str, str]) -> list[str]:
+def _histories(tags: dict[str, str]) -> dict[str, list[str]]:
+    """Processing history per "<channel> <direction>" ("" for every image when one list is
+    stored, as for a file whose images all share it)."""
     try:
         steps = json.loads(tags.get(_TAG_HISTORY, "[]"))
     except ValueError:
-        return []
-    return [str(s) for s in steps] if isinstance(steps, list) else []
+        return {}
+    if isinstance(steps, list):
+        return {"": [str(s) for s in steps]}
+    if isinstance(steps, dict):
+        return {str(k): [str(s) for s in v] for k, v in steps.items() if isinstance(v, list)}
+    return {}
+
+
+def _history_tag(groups: dict[str, dict[str, Scan]]) -> str:
+    """One list when every image has the same history, else one list per image."""
+    per_image = {
+        f"{name} {fast}": [str(step) for step in scan.history]
+        for name, by_direction in groups.items()
+        for fast, scan in by_direction.items()
+    }
+    distinct = {json.dumps(steps) for steps in per_image.values()}
+    if len(distinct) == 1:
+        return distinct.pop()
+    return json.dumps({key: steps for key, steps in per_image.items() if steps})
+
+
+def _comment(raw_comment: str, groups: dict[str, dict[str, Scan]]) -> str:
+    """The source's comment plus one line per processing step not already in it."""
+    lines = raw_comment.split("\n") if raw_comment else []
+    for name, by_direction in groups.items():
+        for fast, scan in by_direction.items():
+            for step in scan.history:
+                line = f"stm-zoo {name} {fast}: {' '.join(str(step).split())}"
+                if line not in lines:
+                    lines.append(line)
+    # A comment line starting with ':' would read as a tag; indent it by one space.
+    return "\n".join(" " + c if c.startswith(":") else c for c in lines)
 
 
 def _num(value: float) -> str:
@@ -430,14 +461,12 @@ def _header_text(first: Scan, groups: dict[str, dict[str, Scan]], path: Path) ->
     tags["BIAS"] = _num(first.bias_v) if first.bias_v is not None else "NaN"
     if first.setpoint_a is not None:
         tags["Z-CONTROLLER"] = _z_controller(raw.get("Z-CONTROLLER", ""), first.setpoint_a)
-    # A comment line starting with ':' would read as a tag; indent it by one space.
-    comment = raw.get("COMMENT", "").split("\n")
-    tags["COMMENT"] = "\n".join(" " + c if c.startswith(":") else c for c in comment)
+    tags["COMMENT"] = _comment(raw.get("COMMENT", ""), groups)
     reserved = {"DATA_INFO", "SCANIT_END", "Z-CONTROLLER", _TAG_HISTORY, _TAG_ASSUMED}
     for key, value in raw.items():
         if key not in tags and key not in reserved:
             tags[key] = _updated_setting(key, value, w, h, first.scan_size_m)
-    tags[_TAG_HISTORY] = json.dumps([str(step) for step in first.history])
+    tags[_TAG_HISTORY] = _history_tag(groups)
     tags[_TAG_ASSUMED] = "TRUE" if first.pixel_size_assumed else "FALSE"
     tags["DATA_INFO"] = _data_info(raw.get("DATA_INFO", ""), groups)
 
@@ -497,5 +526,6 @@ def _data_info(raw_table: str, groups: dict[str, dict[str, Scan]]) -> str:
                 number = str(free)
             calibration, offset = "1.000E+0", "0.000E+0"
         used.add(number)
-        rows.append(f"\t{number}\t{name}\t{unit}\tboth\t{calibration}\t{offset}")
+        direction = "both" if len(by_direction) == 2 else next(iter(by_direction))
+        rows.append(f"\t{number}\t{name}\t{unit}\t{direction}\t{calibration}\t{offset}")
     return "\n".join(rows)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stm_zoo.io import Scan, load_scan, save_scan
+from stm_zoo.io import Scan, load_all_scans, load_scan, save_scan
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -135,8 +135,9 @@ def test_restore_a_matrix_pair_comes_back_as_gwy(served, fixtures_dir: Path):
     pair = [folder / "20201111--4_1.Z_mtrx", folder / "20201111_0001.mtrx"]
     *_, summary, files = restore(client, pair, direction="backward", **CLASSICAL)
     assert [Path(f).suffix for f in files] == [".gwy", ".png", ".npy"]
-    back = load_scan(files[0])
+    back = load_scan(files[0], "Z_restore_classical", "backward")
     assert back.shape == (400, 400) and back.direction == "backward"
+    assert len(load_all_scans(files[0])) == len(load_all_scans(pair[0])) + 1
     assert back.scan_size_m == pytest.approx((100e-9, 100e-9))
 
 

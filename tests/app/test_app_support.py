@@ -10,7 +10,7 @@ import pytest
 from stm_zoo import app_previews as previews
 from stm_zoo import app_support as support
 from stm_zoo.errors import ModelNotFoundError, StmZooError
-from stm_zoo.io import Scan, load_scan, save_scan
+from stm_zoo.io import Scan, list_channels, load_scan, save_scan
 from training import explorer as synthetic
 
 
@@ -247,6 +247,11 @@ def test_restore_upload_writes_every_download_with_the_input_geometry(tmp_path: 
         assert back.scan_size_m == pytest.approx((30e-9, 20e-9))
     assert np.load(outcome.files[3]).shape == (64, 96)
     assert "classical" in support.describe_result(outcome)
+    for path in outcome.files[:2]:  # .sxm and .gwy keep the input beside the result
+        assert [c.name for c in list_channels(path)] == ["Z", "Z_restore_classical"]
+        assert np.array_equal(load_scan(path).data, load_scan(source).data)
+        restored = load_scan(path, "Z_restore_classical")
+        assert np.array_equal(restored.data, outcome.result.scan.data)
 
 
 def test_restore_upload_super_resolves_a_npy_with_its_scan_width(tmp_path: Path):
@@ -257,7 +262,7 @@ def test_restore_upload_super_resolves_a_npy_with_its_scan_width(tmp_path: Path)
     )
     assert outcome.result.scan.shape == (64, 64)
     assert outcome.files[0].suffix == ".npy"
-    gwy = load_scan(next(p for p in outcome.files if p.suffix == ".gwy"))
+    gwy = load_scan(next(p for p in outcome.files if p.suffix == ".gwy"), "Z_sr2_classical")
     assert gwy.scan_size_m == pytest.approx((12.5e-9, 12.5e-9))  # lines 2x sparser
 
 

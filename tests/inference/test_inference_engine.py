@@ -145,9 +145,11 @@ def test_cli_restores_a_folder_and_reports_failures(tmp_path: Path, capsys) -> N
     code = main(
         ["restore", str(src), "--model", "classical", "--task", "sr2", "-o", str(tmp_path / "out")]
     )
-    assert code == 0
-    assert "failed" in capsys.readouterr().out
-    restored = load_scan(tmp_path / "out" / "a_sr2.gwy")
+    assert code == 1  # some files done, one failed
+    assert "2 done, 1 failed" in capsys.readouterr().err
+    restored = load_scan(tmp_path / "out" / "a_Z-forward_sr2.gwy", "Z_sr2_classical")
     assert restored.shape == (256, 128)
-    assert load_scan(tmp_path / "out" / "b_sr2.npy").shape == (128, 96)
-    assert output_path(Path("x.Z_mtrx"), tmp_path, "restore", None).suffix == ".gwy"
+    assert load_scan(tmp_path / "out" / "a_Z-forward_sr2.gwy").shape == (128, 128)  # the input
+    assert load_scan(tmp_path / "out" / "b_Z-forward_sr2.npy").shape == (128, 96)
+    mtrx = output_path(Path("x.Z_mtrx"), tmp_path, "Z", "forward", "restore", None)
+    assert mtrx.name == "x_Z-forward_restore.gwy"

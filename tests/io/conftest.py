@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import nanonispy2
 import numpy as np
 import pytest
 
@@ -94,6 +95,30 @@ def build_sxm(
 @pytest.fixture
 def raw_sxm() -> Callable[..., Path]:
     return build_sxm
+
+
+class DirectionAwareSxm(nanonispy2.read.Scan):
+    """nanonispy2's header parser and data offset, with the planes split by each channel's
+    Direction column (the library itself assumes "both" everywhere)."""
+
+    def _load_data(self) -> dict[str, dict[str, np.ndarray]]:
+        info = self.header["data_info"]
+        nx, ny = self.header["scan_pixels"]
+        with open(self.fname, "rb") as f:
+            f.seek(self.byte_offset)
+            planes = iter(np.fromfile(f, dtype=self.data_format).reshape(-1, ny, nx))
+        signals = {}
+        for name, direction in zip(info["Name"], info["Direction"], strict=True):
+            directions = ("forward", "backward") if direction == "both" else (direction,)
+            signals[name] = {d: next(planes) for d in directions}
+        assert next(planes, None) is None
+        return signals
+
+
+@pytest.fixture
+def sxm_reference() -> Callable[[Path], DirectionAwareSxm]:
+    """nanonispy2's reading of an .sxm file, channels recorded one way included."""
+    return lambda path: DirectionAwareSxm(str(path))
 
 
 # (x0, y0, dx, dy) of the seven Adam7 passes

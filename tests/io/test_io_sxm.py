@@ -151,7 +151,7 @@ def test_round_trip_keeps_every_channel_and_the_header(nanonis_files, tmp_path, 
             assert after.get(key) == before.get(key)
 
 
-def test_writer_builds_a_header_for_scans_from_other_formats(tmp_path, same_scan):
+def test_writer_builds_a_header_for_scans_from_other_formats(tmp_path, same_scan, sxm_reference):
     rng = np.random.default_rng(2)
     data = rng.normal(scale=1e-10, size=(24, 40)).astype(np.float32)
     scan = Scan(
@@ -168,18 +168,24 @@ def test_writer_builds_a_header_for_scans_from_other_formats(tmp_path, same_scan
         scan_dir="up",
     )
     out = save_scan(scan, tmp_path / "restored.sxm")
-    reference = nanonispy2.read.Scan(str(out))
+    with pytest.raises(ValueError):  # nanonispy2 assumes both directions everywhere
+        nanonispy2.read.Scan(str(out))
+    reference = sxm_reference(out)
+    assert list(reference.header["data_info"]["Direction"]) == ["backward"]
     assert list(reference.header["scan_pixels"]) == [40, 24]
     assert list(reference.header["scan_range"]) == [80e-9, 48e-9]
     assert reference.header["bias"] == 1.5
     # file layout: backward mirrored and up flipped back to the instrument's order
     stored = reference.signals["Topography_map"]["backward"]
     assert np.array_equal(stored, data[::-1, ::-1])
-    assert np.isnan(reference.signals["Topography_map"]["forward"]).all()
+    assert list(reference.signals["Topography_map"]) == ["backward"]  # no NaN forward image
     again = load_scan(out, "topography map", "backward")
     same_scan(again, scan.replace(channel="Topography_map"))
     assert again.history == scan.history
-    assert np.isnan(load_scan(out, "Topography_map", "forward").data).all()
+    with pytest.raises(STMFileError, match="recorded backward only"):
+        load_scan(out, "Topography_map", "forward")
+    comment = reference.header["comment"].split("\n")
+    assert "stm-zoo Topography_map backward: line break and ':colon:'" in comment
 
 
 def test_unknown_unit_and_missing_bias_round_trip(tmp_path, same_scan):
