@@ -189,6 +189,11 @@ def restore_tab(ctx: AppContext) -> None:
                     keep = gr.Checkbox(
                         value=False, label="Keep the measured lines unchanged (super-resolution)"
                     )
+                    no_resample = gr.Checkbox(
+                        value=False,
+                        label="Use the file's own pixels (no resampling to the model's pixel "
+                        "size; for frames far from that scale)",
+                    )
                 colour = gr.Radio(
                     [("Gold", "gold"), ("Grey", "grey")], value="gold", label="Colour map"
                 )
@@ -266,6 +271,7 @@ def restore_tab(ctx: AppContext) -> None:
         seed: float | None,
         samples: float,
         keep: bool,
+        no_resample: bool,
         colour: str,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (gradio injects the tracker here)
     ):
@@ -279,6 +285,7 @@ def restore_tab(ctx: AppContext) -> None:
                 seed=None if seed is None else int(seed),
                 samples=int(samples),
                 keep_measured=bool(keep),
+                no_resample=bool(no_resample),
                 channel=channel or "Z",
                 direction=direction or "forward",
                 scan_size_nm=_positive_or_none(scan_width),
@@ -348,6 +355,7 @@ def restore_tab(ctx: AppContext) -> None:
             seed,
             samples,
             keep,
+            no_resample,
             colour,
         ],
         [slider, before, after, uncertainty, summary, downloads, shown],

@@ -38,8 +38,8 @@ BAD_LINE_FRACTION = 0.5
 FLAT_RELATIVE = 1e-6
 FLAT_HEIGHT_M = 1e-12
 SCALE_HINT = (
-    "crop a smaller area, process the file's own pixels (--no-resample, or no_resample=True in "
-    "Python), or use a model trained at that pixel size"
+    "crop a smaller area, process the file's own pixels (--no-resample; in the app \"Use the "
+    "file's own pixels\"; no_resample=True in Python), or use a model trained at that pixel size"
 )
 
 

@@ -99,6 +99,7 @@ def restore(client: Any, files: list[Path], **options: Any) -> list[Any]:
         "seed": 0,
         "samples": 1,
         "keep": False,
+        "no_resample": False,
         "colour": "gold",
     }
     values.update(options)
@@ -151,6 +152,21 @@ def test_restore_with_a_zoo_model_and_two_samples_shows_the_uncertainty(served):
     assert std.shape == (128, 128) and float(std.max()) > 0.0
     restored = load_scan(next(f for f in files if f.endswith(".gwy")))
     assert restored.scan_size_m == pytest.approx((25e-9, 25e-9))
+
+
+def test_a_frame_far_from_the_model_scale_needs_its_own_pixels(served):
+    """400 nm over 128 px would be resampled 16x up: refused, unless the user ticks the box."""
+    from gradio_client.exceptions import AppError
+
+    client, root = served
+    source = small_npy(root / "coarse.npy")
+    with pytest.raises(AppError, match="own pixels"):
+        restore(client, [source], scan_width=400.0, **CLASSICAL)
+    *_, summary, files = restore(client, [source], scan_width=400.0, no_resample=True, **CLASSICAL)
+    assert np.load(next(f for f in files if f.endswith(".npy"))).shape == (128, 128)
+    assert load_scan(next(f for f in files if f.endswith(".gwy"))).scan_size_m == pytest.approx(
+        (400e-9, 400e-9)
+    )
 
 
 def test_inspect_fills_the_channel_and_direction_pickers(served, fixtures_dir: Path):
