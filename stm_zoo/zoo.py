@@ -36,6 +36,8 @@ REPO_ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+PUBLISHED_MODE = 0o644
+"""File mode of everything in a zoo entry folder: publishable, readable by every user."""
 
 
 @dataclass(frozen=True)
@@ -290,10 +292,12 @@ def write_entry(
         for name, t in state_dict.items()
     }
     save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-    (directory / WEIGHTS_NAME).chmod(0o644)  # safetensors writes 0600; published files are 0644
     config.weights_dtype = dtype_name
     (directory / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
     (directory / CARD_NAME).write_text(card, encoding="utf-8")
+    # Published files are world-readable whatever the umask (safetensors itself writes 0600).
+    for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME):
+        (directory / name).chmod(PUBLISHED_MODE)
     return directory
 
 

@@ -8,7 +8,7 @@ every `val_every` steps, and writes the zoo entry `<out_zoo_dir>/<task>/<family>
 
 Run folder (default `~/.cache/stm-zoo/runs/<task>/<family>-<size>/`, see `default_runs_dir`;
 never published): `training_state.pt` (the resumable state), `training_log.csv` and
-`grids/step_<N>.png` (labelled columns: degraded | outputs | clean).
+`grids/step_<N>.png` (labelled columns: input | samples at each step count | clean).
 
 Determinism and exact resume: the run is a pure function of the config and the data. Every random
 draw has an owner that the checkpoint saves: the weights' initialisation is seeded by `seed`; the
@@ -60,6 +60,7 @@ from stm_zoo.nn import UNet, UNetConfig
 from stm_zoo.preprocess import normalise_tiles
 from stm_zoo.zoo import (
     DEFAULT_PIXEL_SIZE_NM,
+    PUBLISHED_MODE,
     SR_FACTOR,
     EntryConfig,
     EntryKey,
@@ -596,8 +597,8 @@ def affine_metrics(images: np.ndarray, clean: np.ndarray, label: str) -> dict[st
 
 
 def save_grid(path: Path, data: ValidationSet, outputs: dict[str, np.ndarray]) -> Path:
-    """A PNG of the first validation samples under a header row of column labels:
-    degraded | one column per output ("2 steps", ...) | clean.
+    """A PNG of the first validation samples, one per row, under a header row of column labels:
+    input (degraded or low-resolution) | one column per output ("2 steps", ...) | clean.
 
     Args:
         path: the PNG to write (parents created).
@@ -609,7 +610,7 @@ def save_grid(path: Path, data: ValidationSet, outputs: dict[str, np.ndarray]) -
     rows = min(GRID_ROWS, len(data.clean))
     columns = [data.degraded[:rows, 0].numpy(), *(o[:rows] for o in outputs.values())]
     columns.append(data.clean[:rows, 0].numpy())
-    labels = ["degraded", *(grid_label(k) for k in outputs), "clean"]
+    labels = ["input", *(grid_label(k) for k in outputs), "clean"]
     h, w = columns[0].shape[1:]
     gap, header = 2, GRID_HEADER_PX
     canvas = np.full(
@@ -1016,6 +1017,7 @@ def write_zoo_entry(
     card = model_card(entry, config, val_count)
     write_entry(directory, entry, network.state_dict(), card, config.weights_dtype)
     shutil.copyfile(log_path, directory / LOG_NAME)
+    (directory / LOG_NAME).chmod(PUBLISHED_MODE)  # published beside the weights
     return directory
 
 

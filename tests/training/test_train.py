@@ -298,17 +298,29 @@ def test_a_signal_stops_at_a_step_boundary_and_the_run_resumes_exactly(
     _assert_same_tensors(_checkpoint(run_dir)["ema"], _checkpoint(reference.run_dir)["ema"])
 
 
-def test_cli_trains_an_entry(data_dir, tmp_path, capsys):
+def test_cli_trains_an_entry(data_dir, tmp_path, capsys, monkeypatch):
     options = shlex.split(
         "--task restore --model ddim --size small --steps 3 --batch 4 --val-samples 2 "
         "--val-steps 1 --num-workers 0 --channels 8 16 32 --blocks-per-level 1 1 1 "
         "--norm-groups 8 --device cpu"
     )
+    monkeypatch.setenv("STM_ZOO_RUNS", str(tmp_path / "runs"))
     folders = ["--data", str(data_dir), "--out", str(tmp_path / "zoo")]
-    code = training_main(["train", *options, *folders, "--run-dir", str(tmp_path / "run")])
+    umask = os.umask(0o077)  # a private umask must not make the published files private
+    try:
+        code = training_main(["train", *options, *folders])
+    finally:
+        os.umask(umask)
     assert code == 0
     assert "restore/ddim-small: 3 steps (complete)" in capsys.readouterr().out
-    assert load_entry(tmp_path / "zoo" / "restore" / "ddim-small", device="cpu").network
+    entry = tmp_path / "zoo" / "restore" / "ddim-small"
+    assert load_entry(entry, device="cpu").network
+    published = {"config.json", "model.safetensors", "README.md", tr.LOG_NAME}
+    assert {p.name for p in entry.iterdir()} == published
+    assert {p.stat().st_mode & 0o777 for p in entry.iterdir()} == {0o644}
+    # The run state goes to the runs folder (default: the user cache), never beside the entry.
+    run = tmp_path / "runs" / "restore" / "ddim-small"
+    assert (run / tr.CHECKPOINT_NAME).is_file() and (run / tr.GRID_DIR).is_dir()
 
 
 def test_wrong_dataset_task_is_a_clear_error(data_dir, tmp_path):

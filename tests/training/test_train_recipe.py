@@ -132,11 +132,23 @@ def test_run_state_defaults_to_the_user_cache(monkeypatch, tmp_path) -> None:
 
 def test_loader_workers_are_capped_at_the_usable_cpus() -> None:
     import os
+    import warnings
+
+    from torch.utils.data import TensorDataset
 
     cpus = len(os.sched_getaffinity(0))
     assert tr.loader_workers(0) == 0
     assert tr.loader_workers(cpus + 7) == cpus
     assert tr.loader_workers(1) == 1
+    # The full presets ask for 4 workers: on a smaller machine the loader must not warn (PyTorch
+    # warned twice per epoch, when the loader was built and when it was iterated).
+    config = TrainConfig(task="restore", family="fm", size="small", num_workers=cpus + 3)
+    dataset = TensorDataset(torch.zeros(8, 1, 4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loader = tr.epoch_loader(dataset, 0, 0, 2, config, tr.Distributed(), pin_memory=False)
+        loader.check_worker_number_rationality()
+    assert loader.num_workers == cpus
 
 
 def test_validation_grids_label_their_columns(tmp_path) -> None:
