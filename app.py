@@ -398,21 +398,28 @@ def restore_tab(ctx: AppContext) -> None:
 
 
 def zoo_tab(demo: gr.Blocks) -> None:
-    """Every zoo entry with its availability, training budget and measured metrics."""
+    """Every zoo entry, grouped by task like the paper's tables: status, training budget and the
+    synthetic-test scores from its card beside the paper's, the classical baseline per task."""
     with gr.Tab("Model zoo", id="zoo"):
         gr.Markdown(
-            f"Local zoo: `{zoo_dir()}` · Hub repo: `{zoo_repo()}`. "
-            "**local** / **Hub cache**: ready to run; **not trained yet**: train it with "
-            "`python -m training train ...` or fetch it from the Hub; the classical baseline is "
-            "built in. Metrics come from each entry's card (validation on synthetic data)."
+            f"Local zoo: `{zoo_dir()}` · Hub repo: `{zoo_repo()}`. **bundled** / **Hub**: ready "
+            "to run; **preview**: its training has not finished; **missing**: train it with the "
+            "command shown (make its data first: `python -m training data --task TASK "
+            "--simulate 54 --out data/TASK`) or fetch it from the Hub. Scores come from each "
+            "card's synthetic test set (`python -m evaluation synthetic`): PSNR as the gain over "
+            "the input, at 2 / 5 / 10 sampler steps (the autoencoder: one pass), beside the "
+            "paper's fully trained models (Tables IX and XI; the paper gives no PSNR for "
+            "super-resolution). KID is on real scans (paper Tables X and XII). "
+            "See docs/results.md for what the numbers mean."
         )
         table = gr.Dataframe(
             headers=support.ZOO_COLUMNS,
+            datatype=["str"] * (len(support.ZOO_COLUMNS) - 1) + ["markdown"],
             interactive=False,
             wrap=True,
-            max_height=700,
+            max_height=4000,  # the whole table, classical rows included: no inner scroll
             buttons=["copy"],
-            column_widths=["15%", "13%", "9%", "9%", "8%", "14%", "32%"],
+            column_widths=[f"{w}%" for w in (6, 9, 4, 7, 5, 5, 4, 8, 8, 8, 7, 7, 4, 7, 11)],
         )
         refresh = gr.Button("Refresh", size="sm")
     gr.on(

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from stm_zoo import app_support as support
 from stm_zoo.io import Scan, load_all_scans, load_scan, save_scan
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")
@@ -228,11 +229,12 @@ def test_bad_input_is_a_visible_error_and_the_app_keeps_serving(served):
 def test_zoo_endpoint_lists_the_local_entry_and_the_baseline(served):
     client, _ = served
     table = client.predict(api_name="/zoo")
-    rows = {row[0]: row for row in table["data"]}
-    assert rows["restore/fm-small"][1] == "✅ local"
-    assert rows["restore/fm-small"][2] == 3 and "psnr_2steps 12.5" in rows["restore/fm-small"][6]
-    assert rows["sr2/classical"][1] == "✅ built in"
-    assert rows["sr4/ae-large"][1] == "not trained yet"
+    assert table["headers"] == support.ZOO_COLUMNS
+    rows = {tuple(row[:3]): row for row in table["data"]}
+    assert rows[("restore", "Flow matching", "small")][3:5] == ["✅ local", "3"]
+    assert rows[("sr2", "Classical (no network)", "")][3] == "✅ built in"
+    assert rows[("sr4", "Autoencoder", "large")][3] == "missing"
+    assert "--preset sr4/ae-large" in rows[("sr4", "Autoencoder", "large")][-1]
 
 
 def test_degrade_endpoint_applies_the_pipeline(served):

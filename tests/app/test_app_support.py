@@ -222,12 +222,89 @@ def test_zero_gpu_is_a_no_op_without_spaces():
     assert 30 <= support.gpu_seconds((512, 512), 2, 1) <= support.gpu_seconds((2048, 2048), 50, 8)
 
 
-def test_zoo_rows_list_every_entry_with_the_builtin_baseline():
+def tiny_entry(zoo: Path, task: str, family: str, *, weights: bool = True, **card) -> None:
+    """A random-init one-level U-Net as <task>/<family>-small with the given card fields."""
+    from stm_zoo.methods import get_method
+    from stm_zoo.nn import UNet, UNetConfig
+    from stm_zoo.zoo import SR_FACTOR, WEIGHTS_NAME, EntryConfig, write_entry
+
+    config = UNetConfig(
+        channels=(8,),
+        blocks_per_level=(1,),
+        middle_blocks=1,
+        norm_groups=8,
+        time_scale=get_method(family).time_scale,
+    )
+    entry = EntryConfig(task, family, "small", config.to_dict(), sr_factor=SR_FACTOR[task], **card)
+    folder = write_entry(zoo / entry.key.subdir, entry, UNet(config).state_dict(), "card")
+    if not weights:
+        (folder / WEIGHTS_NAME).unlink()
+
+
+def test_zoo_rows_read_like_the_papers_table(tmp_path: Path):
+    zoo = tmp_path / "zoo"
+    test = {
+        "input_psnr": 20.0,
+        "input_ssim": 0.48,
+        "classical_psnr": 23.5,
+        "classical_ssim": 0.51,
+        **{f"psnr_{n}steps": 24.0 - n / 10 for n in (2, 5, 10)},
+        **{f"ssim_{n}steps": 0.5 for n in (2, 5, 10)},
+    }
+    budget = {"steps": 1438, "samples_seen": 46016, "wall_time_h": 0.42, "device": "cpu x 1"}
+    tiny_entry(
+        zoo, "restore", "ddim", training={**budget, "complete": True}, metrics={"test": test}
+    )
+    tiny_entry(zoo, "sr2", "fm", training={"steps": 5, "complete": False})
+    tiny_entry(zoo, "sr4", "fm", weights=False)
     rows = support.zoo_rows()
     assert all(len(r) == len(support.ZOO_COLUMNS) for r in rows)
-    entries = {r[0]: r[1] for r in rows}
-    assert entries["restore/classical"] == "✅ built in"
-    assert entries["sr4/fm-small"] == "not trained yet"
+    column = {name: i for i, name in enumerate(support.ZOO_COLUMNS)}
+
+    # Grouped by task, each group the input, classical, then every registry entry.
+    assert [r[0] for r in rows] == [t for t in ("restore", "sr2", "sr4") for _ in range(8)]
+    by_row = {(r[0], r[1], r[2]): r for r in rows}
+    restore = [r for r in rows if r[0] == "restore"]
+    assert restore[0][1] == "Degraded input" and restore[1][1] == "Classical (no network)"
+    assert restore[0][column["PSNR gain (dB) at 2 / 5 / 10 steps"]] == "0 (20.00 dB)"
+    assert restore[0][column["Paper SSIM"]] == "0.680"  # the paper's Table III input row
+
+    # The classical row per task, from the card's test metrics: a gain over the input.
+    classical = restore[1]
+    assert classical[column["Status"]] == "✅ built in"
+    assert classical[column["PSNR gain (dB) at 2 / 5 / 10 steps"]] == "+3.50"
+    assert classical[column["SSIM at 2 / 5 / 10 steps"]] == "0.510"
+
+    ddim = by_row[("restore", "DDIM", "small")]
+    assert ddim[column["Status"]] == "✅ local"  # a zoo folder other than the bundled one
+    assert ddim[column["Trained steps"]] == "1,438" and ddim[column["Samples seen"]] == "46,016"
+    assert ddim[column["Wall time"]] == "0.42 h" and ddim[column["Device"]] == "cpu x 1"
+    assert ddim[column["PSNR gain (dB) at 2 / 5 / 10 steps"]] == "+3.80 / +3.50 / +3.00"
+    assert ddim[column["Paper PSNR gain"]] == "– / +6.44 / +6.59"  # Table IX: 26.44, 26.59 dB
+    assert ddim[column["SSIM at 2 / 5 / 10 steps"]] == "0.500 / 0.500 / 0.500"
+    assert ddim[column["Paper SSIM"]] == "– / 0.886 / 0.890"
+    assert ddim[column["KID at 2 / 5 / 10 steps"]] == "–"  # the card has none
+    assert ddim[column["How to get it"]] == ""
+
+    assert by_row[("sr2", "Flow matching", "small")][column["Status"]].startswith("🔶 preview")
+    assert by_row[("sr2", "Flow matching", "small")][column["Paper PSNR gain"]] == "–"
+    card_only = by_row[("sr4", "Flow matching", "small")]
+    assert card_only[column["Status"]] == "⚠️ card only, no weights"
+    missing = by_row[("sr4", "Autoencoder", "large")]
+    assert missing[column["Status"]] == "missing"
+    command = "python -m training train --preset sr4/ae-large --data data/sr4 --out zoo"
+    assert missing[column["How to get it"]] == f"`{command}`"
+    assert command == support.train_command("sr4", "ae-large")
+    # Without any card the baselines still show, with no numbers of ours.
+    assert by_row[("sr2", "Classical (no network)", "")][column["SSIM at 2 / 5 / 10 steps"]] == "–"
+
+
+def test_train_command_names_a_real_preset():
+    from training.configs import preset
+
+    for task, entry in (("restore", "fm-large"), ("sr4", "ae-large")):
+        name = support.train_command(task, entry).split("--preset ")[1].split()[0]
+        assert preset(name).task == task
 
 
 # --- restoring and downloads ------------------------------------------------------------------
