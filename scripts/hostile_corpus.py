@@ -416,7 +416,7 @@ ENTRY_CHANGES: dict[str, tuple[str, dict]] = {
     "entry-tile-huge": ("tile_size 1e6", {"tile_size": 10**6}),
     "entry-blocks-1e6": ("blocks_per_level [1e6, 1]", {"net_blocks_per_level": [10**6, 1]}),
     "entry-channels-huge": (
-        "channels 4x2048, 8 blocks each (~1.5 G parameters)",
+        "channels 4x2048, 8 blocks each (~6.5 G parameters)",
         {"net_channels": [2048] * 4, "net_blocks_per_level": [8] * 4},
     ),
     "entry-channels-strings": ("channels ['8', '16']", {"net_channels": ["8", "16"]}),
