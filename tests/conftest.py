@@ -15,6 +15,33 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+SHARED_DATA_SKIP = "../shared/data is not present beside the checkout"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say up front whether the tests that read real instrument files can run."""
+    if SHARED_DATA.is_dir():
+        return f"reference data: {SHARED_DATA} (real instrument files)"
+    return (
+        f"reference data: {SHARED_DATA} not found: tests that read real instrument files "
+        "(scans, the Si(001):H reference) skip; CI has it"
+    )
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Count the tests skipped for want of ../shared/data, so a fresh clone knows why."""
+    skipped = [
+        r for r in terminalreporter.stats.get("skipped", []) if SHARED_DATA_SKIP in str(r.longrepr)
+    ]
+    if skipped:
+        n = len(skipped)
+        tests = "1 test that needs" if n == 1 else f"{n} tests that need"
+        terminalreporter.write_line(
+            f"../shared/data not found: {tests} real instrument files skipped (put the reference "
+            "data beside the checkout to run them)."
+        )
+
+
 @pytest.fixture(autouse=True)
 def private_run_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
     """No test may write run state into the user's real cache (`~/.cache/stm-zoo/runs`)."""
@@ -25,7 +52,7 @@ def private_run_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -
 def shared_data() -> Path:
     """../shared/data (real instrument files); skips the test when it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not present beside the checkout")
+        pytest.skip(SHARED_DATA_SKIP)
     return SHARED_DATA
 
 
