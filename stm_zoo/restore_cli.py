@@ -13,6 +13,7 @@ done, or a file failed for another reason (out of memory, a crash; `-v` shows th
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import re
 import sys
@@ -25,6 +26,8 @@ from stm_zoo.errors import StmZooError
 from stm_zoo.zoo import FAMILIES, SIZES, TASKS
 
 log = logging.getLogger(__name__)
+MAX_NAME_BYTES = 240
+"""Longest result file name (the usual limit is 255 bytes; room is left for `_std`)."""
 WRITABLE = ("sxm", "gwy", "png", "tiff", "npy")
 
 
@@ -75,7 +78,15 @@ def output_path(
         ext = "gwy"
     suffix = ".tif" if ext == "tiff" else f".{ext}"
     channel = re.sub(r"[^A-Za-z0-9.+-]+", "_", channel).strip("_") or "channel"
-    return folder / f"{source.stem}_{channel}-{direction}_{task}{suffix}"
+    tail = f"_{channel}-{direction}_{task}{suffix}"
+    stem = source.stem
+    if len((stem + tail).encode()) > MAX_NAME_BYTES:
+        # Too long for the file system: keep a readable head and a hash of the whole stem, so two
+        # long names that share their head still get different results.
+        digest = hashlib.sha256(stem.encode()).hexdigest()[:8]
+        room = MAX_NAME_BYTES - len(tail.encode()) - len(digest) - 1
+        stem = stem.encode()[: max(room, 1)].decode(errors="ignore") + "-" + digest
+    return folder / f"{stem}{tail}"
 
 
 def plan_outputs(
@@ -274,7 +285,10 @@ def run(args: argparse.Namespace) -> int:
                 scan_size_nm=args.scan_size_nm,
             )
             done += 1
-            bar.write(f"{source} -> {', '.join(map(str, written))} ({result.seconds:.1f} s)")
+            bar.write(
+                f"{source} -> {', '.join(map(str, written))} ({result.model}, "
+                f"{result.seconds:.1f} s)"
+            )
             for warning in result.warnings:
                 bar.write(f"  warning: {warning}", file=sys.stderr)
         except Exception as error:  # one file's failure, even out of memory, ends no batch

@@ -52,11 +52,6 @@ ENTRIES = [
     "entry-nested-json",
     "entry-weights-nan",
 ]
-KNOWN: dict[tuple[str, str], str] = {
-    ("name-long", "restore"): "restore_cli: the output name <240-char stem>_Z-forward_restore.npy "
-    "exceeds 255 bytes, an OSError reported as a non-user failure (exit 1)",
-}
-"""(case, command) -> why it still fails; marked xfail(strict=False) until fixed."""
 
 
 def pairs() -> list:
@@ -64,9 +59,7 @@ def pairs() -> list:
     for name in SCANS + ENTRIES:
         commands = hostile.ENTRY_COMMANDS if name.startswith("entry-") else hostile.SCAN_COMMANDS
         for command in commands:
-            reason = KNOWN.get((name, command))
-            marks = [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
-            out.append(pytest.param(name, command, id=f"{command}-{name}", marks=marks))
+            out.append(pytest.param(name, command, id=f"{command}-{name}"))
     return out
 
 
