@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stm_zoo.lattice import MAX_PEAK_SHIFT, MIN_PEAK_POWER
+
 REFERENCE_PATH = (
     Path(__file__).resolve().parent.parent.parent
     / "shared/data/si001h-reference/brockley_23_2_forward.npy"
@@ -28,8 +30,6 @@ REFERENCE_PATH = (
 """Where the checkout's sibling `shared/` folder keeps the real reference scan."""
 REFERENCE_SIZE_NM = 100.0
 MIN_PSNR_DB = 33.0
-MAX_PEAK_SHIFT = 0.05
-MIN_PEAK_POWER = 0.80
 
 
 @dataclass(frozen=True)
@@ -78,18 +78,16 @@ def matched_peaks(
 ) -> list[tuple[float, float, float, float]]:
     """(k_in, power_in, k_out, power_out) for each dimer-row peak of `before` (one per row
     orientation), paired with the peak of `after` whose orientation is nearest."""
-    from training.simulate.calibrate import row_peaks
+    from stm_zoo.lattice import matched_peaks as follow
+    from stm_zoo.lattice import row_peaks
 
-    pairs = []
     found = row_peaks(after, pixel_size_nm, max_peaks=4, min_ratio=0.0)
-    for peak in row_peaks(before, pixel_size_nm, max_peaks=2):
-        if not found:
-            pairs.append((peak["k_nm_inv"], peak["power"], float("nan"), 0.0))
-            continue
-        turn = [abs(p["angle_deg"] - peak["angle_deg"]) for p in found]
-        match = found[int(np.argmin([min(t, 180.0 - t) for t in turn]))]
-        pairs.append((peak["k_nm_inv"], peak["power"], match["k_nm_inv"], match["power"]))
-    return pairs
+    return [
+        (peak.k_nm_inv, peak.power, float("nan"), 0.0)
+        if match is None
+        else (peak.k_nm_inv, peak.power, match.k_nm_inv, match.power)
+        for peak, match in follow(row_peaks(before, pixel_size_nm, max_peaks=2), found)
+    ]
 
 
 def check_output(

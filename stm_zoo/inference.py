@@ -6,7 +6,8 @@ too small or too far from the model's scale) -> resample to the model's pixel si
 times the model's line spacing, then nearest-neighbour up by k along the slow axis, as the training
 pipeline does) -> 128x128 tiles with overlap -> per-tile normalisation to [-1, 1] -> sampler ->
 per-tile map back to metres -> squared-cosine blend -> finite check -> original pixel grid -> Scan
-with the original metadata and a history entry, plus warnings.
+with the original metadata and a history entry, plus warnings (`quality_warnings`: scale, a nearly
+flat input, the Si(001):H dimer rows of `stm_zoo.lattice` in the input and the output, uncertainty).
 
 Mapping a tile back to metres: the models are trained on pairs whose clean and degraded channels
 are each normalised to [-1, 1] independently, so an output is "a clean image in its own [-1, 1]
@@ -29,6 +30,7 @@ from stm_zoo.io.scan import Scan
 from stm_zoo.limits import (
     MAX_GRID_PIXELS,
     MAX_INPUT_PIXELS,
+    GridPlan,
     check_finite_output,
     check_pixels,
     check_signal,
@@ -44,7 +46,25 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 MAX_PIXELS = MAX_INPUT_PIXELS
-__all__ = ["MAX_PIXELS", "Result", "fit_back", "make_tile_fn", "model_grid", "restore"]
+NOTE_SCALE = 1.05
+"""Resampling by more than this (and up to `limits.NOTE_RESAMPLING`) gets an informational line."""
+LOW_RELIEF_M = 20e-12
+"""Heights spanning less than this (plane-levelled, 0.5-99.5 %) are a nearly flat scan: under
+the ~50 pm dimer-row corrugation, at the level of instrument noise."""
+LOW_RELIEF_RELATIVE = 1e-3
+"""The same for a channel that is not a height: a span under this fraction of its magnitude."""
+UNCERTAIN_STD_FRACTION = 0.1
+"""A pixel whose std across samples exceeds this fraction of the result's height range (plane-
+levelled, 0.5-99.5 %) is flagged as uncertain."""
+__all__ = [
+    "MAX_PIXELS",
+    "Result",
+    "fit_back",
+    "make_tile_fn",
+    "model_grid",
+    "quality_warnings",
+    "restore",
+]
 
 
 @dataclass
@@ -59,7 +79,9 @@ class Result:
         seconds: wall time of the model part.
         model: label of the zoo entry used, e.g. "restore/fm-small (2 steps)".
         warnings: one sentence each about what was repaired or is unusual (lines cut, pixels
-            inpainted, glitches masked, resampling factor, assumed pixel size); also logged.
+            inpainted, glitches masked, resampling factor, assumed pixel size) and about how far
+            to trust the result (`quality_warnings`: a nearly flat input, no Si(001):H dimer
+            rows, rows the model moved or weakened, uncertain pixels); also logged.
         input: the scan the model restored, on its own pixel grid: complete lines only, bad
             pixels inpainted (what a before/after view should show); None if not recorded.
     """
@@ -156,7 +178,8 @@ def restore(
     Before anything large is allocated, `stm_zoo.limits` checks the input: incomplete lines are
     cut off, scattered NaN / inf pixels and glitches are inpainted, flat channels are refused, and
     so is a model grid that is too large, too small, or too far (4x down, 8x up) from the scan's
-    pixels. What was repaired or is unusual is returned in `Result.warnings`.
+    pixels. What was repaired or is unusual is returned in `Result.warnings`, followed by what
+    `quality_warnings` finds in the input and the result.
 
     Args:
         scan: a Scan, or a (H, W) array (then the paper's pitch, 100 nm per 512 px, is assumed).
@@ -275,9 +298,132 @@ def restore(
         scan_size_m=(scan.scan_size_m[0], scan.scan_size_m[1]),
     )
     restored.history.append(step)
+    warnings += quality_warnings(
+        scan, result, std, plan, model.config.pixel_size_nm, factor, no_resample
+    )
     for warning in warnings:
         log.info("%s: %s", scan.describe(), warning)
     notify(1.0, "done")
     return Result(
         restored, std, stack if samples > 1 else None, seconds, label, warnings, input=scan
     )
+
+
+def quality_warnings(
+    scan: Scan,
+    result: np.ndarray,
+    std: np.ndarray | None,
+    plan: GridPlan,
+    model_pixel_nm: float,
+    factor: int,
+    no_resample: bool = False,
+) -> list[str]:
+    """What the user should know about a finished run: one FFT of the input and one of the output.
+
+    The resampling factor (when `plan_grid` did not already report it), a nearly flat input,
+    an input without the Si(001):H dimer rows the models were trained on, rows the model moved or
+    weakened, and with several samples the share of uncertain pixels. A check that cannot run
+    says so in its line instead of failing the run.
+
+    Args:
+        scan: the input the model restored (repaired, heights in its unit).
+        result: (k*H, W) the restored or super-resolved heights, same unit.
+        std: (k*H, W) per-pixel std across samples, or None for one sample.
+        plan: where the model ran; model_pixel_nm: its training pixel size; factor: SR factor;
+        no_resample: the model ran on the scan's own pixels.
+    """
+    checks: list[tuple[str, Callable[[], list[str]]]] = [
+        ("scale", lambda: _scale_note(scan, plan, model_pixel_nm, factor, no_resample)),
+        ("relief", lambda: _relief_note(scan)),
+        ("lattice", lambda: _lattice_notes(scan, result, factor)),
+        ("uncertainty", lambda: _uncertainty_note(result, std, scan.unit)),
+    ]
+    notes = []
+    for name, check in checks:
+        try:
+            notes += check()
+        except Exception as error:  # a warning must never fail the run it describes
+            log.warning("the %s check failed on %s", name, scan.describe(), exc_info=True)
+            notes.append(f"the {name} check could not run ({type(error).__name__}: {error})")
+    return notes
+
+
+def _scale_note(
+    scan: Scan, plan: GridPlan, model_pixel_nm: float, factor: int, no_resample: bool
+) -> list[str]:
+    """The scale change to the model grid, from `NOTE_SCALE` up to where `plan_grid` reports it."""
+    if plan.warnings:  # plan_grid's warnings are all about the scale
+        return []
+    px_x_nm, px_y_nm = (p * 1e9 for p in scan.pixel_size_m)
+    if no_resample:
+        ratios = (px_x_nm / model_pixel_nm, px_y_nm / (model_pixel_nm * factor))
+        worst = max(ratios, key=lambda r: max(r, 1 / r))
+        if max(worst, 1 / worst) <= NOTE_SCALE:
+            return []
+        return [
+            f"processed at the file's own {px_x_nm:.4g} x {px_y_nm:.4g} nm/px, "
+            f"{worst if worst > 1 else 1 / worst:.2f}x {'coarser' if worst > 1 else 'finer'} "
+            f"than the {model_pixel_nm:.4g} nm/px the model was trained at"
+        ]
+    worst = min(plan.scale, key=lambda s: min(s, 1 / s))
+    if max(worst, 1 / worst) <= NOTE_SCALE:
+        return []
+    change = f"{1 / worst:.2f}x down" if worst < 1 else f"{worst:.2f}x up"
+    return [
+        f"resampled {change} ({px_x_nm:.4g} x {px_y_nm:.4g} nm/px to the model's "
+        f"{model_pixel_nm:.4g} nm/px) and back"
+    ]
+
+
+def _relief_note(scan: Scan) -> list[str]:
+    """A nearly flat input: the levelled heights span less than `LOW_RELIEF_M`."""
+    from stm_zoo.io.cli_info import format_si
+    from stm_zoo.lattice import plane_levelled
+
+    low, high = np.percentile(plane_levelled(scan.data), [0.5, 99.5])
+    span = float(high - low)
+    if scan.unit == "m":
+        if span >= LOW_RELIEF_M:
+            return []
+        limit = format_si(LOW_RELIEF_M, "m")
+    else:
+        magnitude = float(np.abs(np.percentile(scan.data, [0.5, 99.5])).max())
+        if span >= LOW_RELIEF_RELATIVE * magnitude:
+            return []
+        limit = f"{LOW_RELIEF_RELATIVE:.1%} of its magnitude"
+    return [
+        f"the input is nearly flat: its plane-levelled heights span only "
+        f"{format_si(span, scan.unit)} (0.5-99.5 %), under {limit}, so the model sees mostly "
+        "noise and may invent structure"
+    ]
+
+
+def _lattice_notes(scan: Scan, result: np.ndarray, factor: int) -> list[str]:
+    """The dimer-row checks of `stm_zoo.lattice` on the input and, if it shows rows, the output."""
+    from stm_zoo.lattice import check_input, compare_peaks
+
+    px_x_nm, px_y_nm = (p * 1e9 for p in scan.pixel_size_m)
+    assumed = f" (at the assumed {px_x_nm:.4g} nm/px)" if scan.pixel_size_assumed else ""
+    found = check_input(scan.data, (px_x_nm, px_y_nm))
+    if found.warning is not None:
+        return [found.warning + assumed]
+    changed = compare_peaks(found.rows, scan.data.size, result, (px_x_nm, px_y_nm / factor))
+    return [] if changed is None else [changed + assumed]
+
+
+def _uncertainty_note(result: np.ndarray, std: np.ndarray | None, unit: str) -> list[str]:
+    """With several samples: the share of pixels whose std exceeds `UNCERTAIN_STD_FRACTION` of
+    the result's levelled height range."""
+    if std is None:
+        return []
+    from stm_zoo.io.cli_info import format_si
+    from stm_zoo.lattice import plane_levelled
+
+    low, high = np.percentile(plane_levelled(result), [0.5, 99.5])
+    limit = UNCERTAIN_STD_FRACTION * float(high - low)
+    share = float(np.mean(std > limit))
+    return [
+        f"{100 * share:.2g} % of the pixels are uncertain (std across the samples above "
+        f"{100 * UNCERTAIN_STD_FRACTION:.0f} % of the result's height range, "
+        f"{format_si(limit, unit)})" + (": treat features there as guesses" if share else "")
+    ]
