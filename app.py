@@ -1,8 +1,9 @@
 """stm-zoo web app (Gradio 6): restore and super-resolve STM scans in the browser.
 
 Wiring only. The logic lives in `stm_zoo.app_support` (uploads, limits, downloads, the model
-cache, ZeroGPU), `stm_zoo.app_previews` (8-bit previews with a scale bar) and
-`training.explorer` (example scans, the degradation explorer).
+cache, ZeroGPU), `stm_zoo.app_previews` (8-bit previews with scale and colour bars),
+`stm_zoo.app_plots` (power spectra, line profiles) and `training.explorer` (example scans, the
+degradation explorer).
 `build_app()` composes one function per tab; another tab is one more call there.
 
     python app.py                      # http://127.0.0.1:7860 on the local zoo, no network needed
@@ -38,6 +39,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import gradio as gr  # noqa: E402
 
 from expert_eval.ui import expert_tab
+from stm_zoo import app_plots as plots
 from stm_zoo import app_previews as previews
 from stm_zoo import app_support as support
 from stm_zoo.errors import StmZooError
@@ -210,14 +212,14 @@ def restore_tab(ctx: AppContext) -> None:
                 )
                 with gr.Row():
                     before = gr.Image(
-                        label="Input",
+                        label="Input (one colour scale with the result)",
                         type="numpy",
                         format="png",
                         interactive=False,
                         buttons=["fullscreen"],
                     )
                     after = gr.Image(
-                        label="Result",
+                        label="Result (one colour scale with the input)",
                         type="numpy",
                         format="png",
                         interactive=False,
@@ -239,7 +241,40 @@ def restore_tab(ctx: AppContext) -> None:
                     interactive=False,
                     elem_id="restore-downloads",
                 )
-        shown = gr.State(None)  # the scans behind the previews, for re-colouring
+                with gr.Row(equal_height=True):
+                    profile_axis = gr.Radio(
+                        [("Row", "row"), ("Column", "column")],
+                        value="row",
+                        label="Line profile along a",
+                        scale=1,
+                        min_width=240,
+                    )
+                    profile_index = gr.Slider(
+                        0,
+                        255,
+                        value=128,
+                        step=1,
+                        label="Row (0 = top) or column (0 = left) of the result",
+                        scale=3,
+                        elem_id="profile-index",
+                    )
+                profile = gr.Image(
+                    label="Line profile: input and result",
+                    type="numpy",
+                    format="png",
+                    interactive=False,
+                    buttons=["download", "fullscreen"],
+                    elem_id="restore-profile",
+                )
+                spectra = gr.Image(
+                    label="Power spectra (FFT): input and result on one scale",
+                    type="numpy",
+                    format="png",
+                    interactive=False,
+                    buttons=["download", "fullscreen"],
+                    elem_id="restore-fft",
+                )
+        shown = gr.State(None)  # the scans behind the previews: re-colouring, profiles, spectra
 
     def inspect(files: Any, scan_width: float | None, task: str, colour: str):
         # A new file clears the previous result: after, slider, uncertainty, summary, downloads.
@@ -314,6 +349,45 @@ def restore_tab(ctx: AppContext) -> None:
         slider_value = None if views.after is None else (views.before, views.after)
         return slider_value, views.before, views.after, views.uncertainty
 
+    def middle_line(shown: dict, axis: str) -> tuple[Any, int]:
+        # The slider spans the lines of the shown image: the result, or the input before a run.
+        image = shown["result"] if shown["result"] is not None else shown["scan"]
+        lines = plots.line_count(image, axis)
+        return gr.update(maximum=lines - 1, value=lines // 2), lines // 2
+
+    def analyse(shown: dict | None, axis: str, colour: str):
+        # After a new input or result: the middle line's profile and the power spectra.
+        if not shown:
+            return gr.update(), None, None
+        with user_errors():
+            index_update, index = middle_line(shown, axis)
+            profile_view = plots.render_profile(shown["scan"], shown["result"], axis, index, colour)
+            spectra_view = plots.render_spectra(shown["scan"], shown["result"], colour)
+        return index_update, profile_view, spectra_view
+
+    def choose_axis(shown: dict | None, axis: str, colour: str):
+        if not shown:
+            return gr.update(), None
+        with user_errors():
+            index_update, index = middle_line(shown, axis)
+            view = plots.render_profile(shown["scan"], shown["result"], axis, index, colour)
+        return index_update, view
+
+    def choose_line(shown: dict | None, axis: str, index: float, colour: str):
+        if not shown:
+            return None
+        with user_errors():
+            image = shown["result"] if shown["result"] is not None else shown["scan"]
+            index = min(max(int(index), 0), plots.line_count(image, axis) - 1)
+            return plots.render_profile(shown["scan"], shown["result"], axis, index, colour)
+
+    def redraw_plots(shown: dict | None, axis: str, index: float, colour: str):
+        if not shown:
+            return gr.skip(), gr.skip()
+        with user_errors():
+            spectra_view = plots.render_spectra(shown["scan"], shown["result"], colour)
+        return choose_line(shown, axis, index, colour), spectra_view
+
     def choose_family(task: str, family: str, size: str):
         sizes = list(support.sizes_for(family))
         size = size if size in sizes else sizes[0]
@@ -334,11 +408,16 @@ def restore_tab(ctx: AppContext) -> None:
             support.model_status(task, family_value, size_value),
         )
 
+    # Profiles and spectra follow each new input or result as separate events, so that the
+    # /inspect and /restore API answers stay the same.
+    plot_listener: dict[str, Any] = {"api_visibility": "private", "trigger_mode": "always_last"}
     files.change(
         inspect,
         [files, scan_width, task, colour],
         [info, channel, direction, before, after, slider, uncertainty, summary, downloads, shown],
         api_name="inspect",
+    ).success(
+        analyse, [shown, profile_axis, colour], [profile_index, profile, spectra], **plot_listener
     )
     run.click(
         restore,
@@ -362,6 +441,8 @@ def restore_tab(ctx: AppContext) -> None:
         api_name="restore",
         concurrency_limit=limits.concurrency,
         concurrency_id="model",
+    ).success(
+        analyse, [shown, profile_axis, colour], [profile_index, profile, spectra], **plot_listener
     )
     colour.change(
         recolour,
@@ -369,6 +450,17 @@ def restore_tab(ctx: AppContext) -> None:
         [slider, before, after, uncertainty],
         api_name="recolour",
         api_visibility="undocumented",
+    ).success(
+        redraw_plots,
+        [shown, profile_axis, profile_index, colour],
+        [profile, spectra],
+        **plot_listener,
+    )
+    profile_axis.input(
+        choose_axis, [shown, profile_axis, colour], [profile_index, profile], **plot_listener
+    )
+    profile_index.input(
+        choose_line, [shown, profile_axis, profile_index, colour], profile, **plot_listener
     )
     family.change(
         choose_family,

@@ -1,8 +1,14 @@
-"""A real browser (Debian's Chromium, headless, driven by Playwright) using the Restore tab."""
+"""A real browser (Debian's Chromium, headless, driven by Playwright) using the Restore tab.
+
+With STM_ZOO_SCREENSHOTS=1 the test also writes the README's screenshots, docs/img/app_restore.png
+and docs/img/app_zoo.png, with the repository's zoo listed (otherwise the zoo is empty and the
+screenshots stay in a temporary folder).
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +21,7 @@ pytestmark = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = os.environ.get("STM_ZOO_SCREENSHOTS") == "1"
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +30,9 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, chromium: tuple[str, list[
     pytest.importorskip("playwright.sync_api")
     root = tmp_path_factory.mktemp("app_browser")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STM_ZOO_DIR", str(root / "zoo"))  # empty: the page defaults to classical
+        # Empty: the page defaults to classical; the screenshots list the repository's zoo.
+        zoo = os.path.relpath(REPO_ROOT / "zoo") if SCREENSHOTS else str(root / "zoo")
+        mp.setenv("STM_ZOO_DIR", zoo)
         mp.setenv("STM_ZOO_APP_TMP", str(root / "requests"))
         mp.setenv("STM_ZOO_APP_EXAMPLES", str(root / "examples"))
         mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
@@ -55,6 +64,14 @@ def scan_file(tmp_path: Path) -> Path:
     return path
 
 
+def save_small(shot: Path, target: Path) -> None:
+    """Save a screenshot with a 256-colour palette: half the bytes, no visible change."""
+    from PIL import Image
+
+    palette = Image.open(shot).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    palette.save(target, optimize=True)
+
+
 def test_upload_restore_and_download_in_chromium(
     app_url: str, scan_file: Path, tmp_path: Path, chromium: tuple[str, list[str]]
 ):
@@ -69,6 +86,8 @@ def test_upload_restore_and_download_in_chromium(
             page.goto(app_url)
             page.locator("#restore-upload input[type=file]").set_input_files(str(scan_file))
             expect(page.get_by_text("Nanonis .sxm")).to_be_visible(timeout=60_000)
+            page.get_by_label("Model").click()
+            page.get_by_role("option", name="Classical (no network)").click()
             page.locator("#restore-button").click()
 
             result = page.locator("#restore-result img")
@@ -81,9 +100,40 @@ def test_upload_restore_and_download_in_chromium(
             assert page.locator("#restore-result img").evaluate("i => i.naturalWidth") >= 512
             expect(page.locator("#restore-slider img").first).to_be_visible()
 
-            shot = tmp_path / "app_restore.png"
-            page.screenshot(path=str(shot), full_page=True)
-            assert shot.stat().st_size > 50_000
+            # The line profile and the power spectra follow the result; moving the line or
+            # turning it into a column redraws the profile without running the model again.
+            profile, spectra = (
+                page.locator("#restore-profile img"),
+                page.locator("#restore-fft img"),
+            )
+            expect(profile).to_be_visible(timeout=30_000)
+            expect(spectra).to_be_visible(timeout=30_000)
+            # Two panels (input and result) once the result's spectra are in.
+            page.wait_for_function(
+                "() => document.querySelector('#restore-fft img')?.naturalWidth > 800",
+                timeout=30_000,
+            )
+            first = profile.get_attribute("src")
+            line = page.locator("#profile-index input[type=number]")
+            line.fill("40")
+            line.press("Enter")
+            expect(profile).not_to_have_attribute("src", first, timeout=30_000)
+            moved = profile.get_attribute("src")
+            page.get_by_role("radio", name="Column").check()
+            expect(profile).not_to_have_attribute("src", moved, timeout=30_000)
+            expect(line).not_to_have_value("40")  # back to the middle column
+
+            shots = tmp_path / "shots"
+            shots.mkdir()
+            page.screenshot(path=str(shots / "app_restore.png"), full_page=True)
+            page.get_by_role("tab", name="Model zoo").click()
+            expect(page.get_by_text("Local zoo:")).to_be_visible()
+            page.screenshot(path=str(shots / "app_zoo.png"), full_page=True)
+            for shot in shots.iterdir():
+                assert shot.stat().st_size > 50_000
+                if SCREENSHOTS:
+                    save_small(shot, REPO_ROOT / "docs" / "img" / shot.name)
+            page.get_by_role("tab", name="Restore").click()
 
             # A bad file: the message appears in the page and the app keeps working.
             bad = tmp_path / "notes.txt"
