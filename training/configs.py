@@ -236,10 +236,35 @@ CPU_MINUTES = {
     ("restore", "ddim"): 25.0,
     ("sr2", "ddim"): 8.0,
     ("sr4", "ddim"): 8.0,
+    ("restore", "ae"): 90.0,
+    ("sr2", "ae"): 30.0,
+    ("sr4", "ae"): 30.0,
 }
 """Wall-clock budget (minutes, 2 CPU cores) of each small entry's CPU preset, the budgets the
 bundled entries were trained with; SR and DDIM entries are warm-started from restore/fm-small
 (`scripts/train_small_zoo.sh`), so they need less. `--time-budget-min` changes it."""
+
+
+CPU_RECIPE: dict[str, Any] = dict(
+    steps=100_000,
+    batch=32,
+    lr=1e-3,
+    warmup_steps=2000,  # 2 % of the budget
+    final_lr_ratio=0.05,
+    ema_decay=0.999,
+    val_every=500,
+    val_samples=64,
+    val_steps=(2, 5, 10),
+    checkpoint_every=100,
+    log_every=25,
+    num_workers=1,
+    precision="bf16",
+    channels_last=False,
+    prediction="x0",
+    time_sampling="grid",
+    global_context=True,
+)
+"""The fields the `@cpu` presets share (`_cpu_budget`)."""
 
 
 def _cpu_budget(key: EntryKey) -> TrainConfig:
@@ -253,26 +278,26 @@ def _cpu_budget(key: EntryKey) -> TrainConfig:
     the budget ends it."""
     return dataclasses.replace(
         _full_budget(key),
-        steps=100_000,
-        batch=32,
-        lr=1e-3,
-        warmup_steps=2000,  # 2 % of the budget
-        final_lr_ratio=0.05,
-        ema_decay=0.999,
-        val_every=500,
-        val_samples=64,
-        val_steps=(2, 5, 10),
-        checkpoint_every=100,
-        log_every=25,
-        num_workers=1,
-        precision="bf16",
-        channels_last=False,
-        prediction="x0",
-        time_sampling="grid",
-        global_context=True,
+        **CPU_RECIPE,
         time_budget_min=CPU_MINUTES.get((key.task, key.family), 10.0),
-        weights_dtype="bfloat16",
     )
+
+
+def _cpu_budget_autoencoder(key: EntryKey) -> TrainConfig:
+    """The autoencoder baseline (large, the paper's only AE size) on a 2-core CPU: the small
+    recipe's schedule with the identity start (`prediction="x0"`: the image plus a correction),
+    no time (so no time sampling and no global-context branch, which rides on the time
+    embedding), batch 16 at half the small nets' step size, as the larger attention-bearing
+    network is trained on the GPU too."""
+    recipe = {
+        **CPU_RECIPE,
+        "time_sampling": "uniform",
+        "global_context": False,
+        "batch": 16,
+        "lr": 5e-4,
+        "time_budget_min": CPU_MINUTES.get((key.task, key.family), 90.0),
+    }
+    return dataclasses.replace(_full_budget(key), **recipe)
 
 
 def _zoo_configs() -> dict[str, TrainConfig]:
@@ -282,6 +307,8 @@ def _zoo_configs() -> dict[str, TrainConfig]:
     for key in registry():
         if key.size == "small":
             configs[key.subdir + CPU_SUFFIX] = _cpu_budget(key)
+        elif key.family == "ae":
+            configs[key.subdir + CPU_SUFFIX] = _cpu_budget_autoencoder(key)
     return configs
 
 

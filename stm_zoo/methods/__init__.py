@@ -78,7 +78,7 @@ class Method:
         from stm_zoo.nn import UNetConfig
 
         if self.time_scale is None:
-            return UNetConfig.autoencoder()
+            return UNetConfig.autoencoder(residual=self.prediction == "x0")
         preset = UNetConfig.small if size == "small" else UNetConfig.large
         return preset(time_scale=self.time_scale, residual=self.prediction == "x0")
 
@@ -159,9 +159,13 @@ def get_method(
     if prediction == "native" and time_sampling == "uniform":
         return method
     if not method.uses_noise:
+        if prediction == "x0" and time_sampling == "uniform":
+            # The image plus a correction: the network starts as the identity (issue 12's
+            # finding for CPU budgets), the loss and the one-pass "sampler" are unchanged.
+            return replace(method, prediction="x0")
         raise StmZooError(
-            f"The {family} family predicts the image in one pass: it takes no prediction or "
-            "time-sampling option."
+            f"The {family} family predicts the image in one pass: it takes no time-sampling "
+            "option (prediction x0 only adds an identity start)."
         )
     base = _methods()[family]
     sample = partial(base.sample, prediction=prediction)

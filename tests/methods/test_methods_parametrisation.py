@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -107,7 +109,26 @@ def test_bad_options_are_one_sentence_errors() -> None:
     with pytest.raises(StmZooError, match="time sampling"):
         get_method("fm", "x0", "cosine")
     with pytest.raises(StmZooError, match="one pass"):
-        get_method("ae", "x0")
+        get_method("ae", "x0", "grid")
+
+
+def test_autoencoder_with_x0_starts_as_the_identity() -> None:
+    """prediction x0 gives the autoencoder a residual output: untrained, it copies its input."""
+    from stm_zoo.nn import UNet
+
+    method = get_method("ae", "x0")
+    assert method.prediction == "x0" and method.network_config("large").residual
+    assert not get_method("ae").network_config("large").residual
+    config = replace(
+        method.network_config("large"),
+        channels=(8, 16),
+        blocks_per_level=(1, 1),
+        norm_groups=4,
+        attention_heads=2,
+    )
+    cond = torch.rand(2, 1, 16, 16) * 2 - 1
+    out = method.sample(UNet(config), cond, 1, torch.zeros_like(cond))
+    torch.testing.assert_close(out, cond)  # the zero-initialised output layer adds nothing
 
 
 def test_flow_from_the_degraded_image_starts_there() -> None:
