@@ -18,9 +18,9 @@ is before the paper's PSNR ("own min/max"), and after the best affine map ("affi
 
 Last, tile statistics that need no clean image, computed the same way on our clean and degraded
 tiles and on the real scans in ../shared/data (the near-pristine Si(001):H reference; the
-Omicron MATRIX scan with real scan-line noise): how much of a tile's min/max range its central
-98 % of pixels fill (the paper's min/max normalisation is set by the remaining few pixels), and
-the row-to-row jump of the line medians relative to that central range (scan-line artefacts).
+Omicron MATRIX scan with real scan-line noise; a Si(111)-7x7 scan taken with a degraded tip):
+how much of a tile's min/max range its central 98 % of pixels fill (the paper's min/max
+normalisation is set by the remaining few pixels), and the row-to-row jump of the line medians relative to that central range (scan-line artefacts).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_SCANS = {
     "real Si(001):H reference (near-pristine)": "si001h-reference/brockley_23_2_forward.npy",
     "real MATRIX scan, scan-line noise": "spm-fixtures/matrix/20201111--4_1.Z_mtrx",
+    "real Si(111)-7x7, degraded tip (noisy, blurred)": "spm-fixtures/nanonis/Si_7x7_028.sxm",
 }
 TILE = 128
 PSNR_CAP_DB = 60.0
