@@ -20,7 +20,8 @@ Last, tile statistics that need no clean image, computed the same way on our cle
 tiles and on the real scans in ../shared/data (the near-pristine Si(001):H reference; the
 Omicron MATRIX scan with real scan-line noise; a Si(111)-7x7 scan taken with a degraded tip):
 how much of a tile's min/max range its central 98 % of pixels fill (the paper's min/max
-normalisation is set by the remaining few pixels), and the row-to-row jump of the line medians relative to that central range (scan-line artefacts).
+normalisation is set by the remaining few pixels), and the row-to-row jump of the line medians
+relative to that central range (scan-line artefacts).
 """
 
 from __future__ import annotations
