@@ -53,6 +53,8 @@ LOW_RELIEF_M = 20e-12
 the ~50 pm dimer-row corrugation, at the level of instrument noise."""
 LOW_RELIEF_RELATIVE = 1e-3
 """The same for a channel that is not a height: a span under this fraction of its magnitude."""
+SPECTRUM_PX = 1024
+"""The lattice checks look at the central SPECTRUM_PX x SPECTRUM_PX pixels of the input."""
 UNCERTAIN_STD_FRACTION = 0.1
 """A pixel whose std across samples exceeds this fraction of the result's height range (plane-
 levelled, 0.5-99.5 %) is flagged as uncertain."""
@@ -404,10 +406,16 @@ def _lattice_notes(scan: Scan, result: np.ndarray, factor: int) -> list[str]:
 
     px_x_nm, px_y_nm = (p * 1e9 for p in scan.pixel_size_m)
     assumed = f" (at the assumed {px_x_nm:.4g} nm/px)" if scan.pixel_size_assumed else ""
-    found = check_input(scan.data, (px_x_nm, px_y_nm))
+    # The central SPECTRUM_PX x SPECTRUM_PX of a large scan is plenty for the rows (a 200 nm
+    # frame at the models' pixel size) and keeps both FFTs cheap.
+    h, w = scan.shape
+    top, left = max(0, (h - SPECTRUM_PX) // 2), max(0, (w - SPECTRUM_PX) // 2)
+    before = scan.data[top : top + SPECTRUM_PX, left : left + SPECTRUM_PX]
+    after = result[top * factor : (top + SPECTRUM_PX) * factor, left : left + SPECTRUM_PX]
+    found = check_input(before, (px_x_nm, px_y_nm))
     if found.warning is not None:
         return [found.warning + assumed]
-    changed = compare_peaks(found.rows, scan.data.size, result, (px_x_nm, px_y_nm / factor))
+    changed = compare_peaks(found.rows, before.size, after, (px_x_nm, px_y_nm / factor))
     return [] if changed is None else [changed + assumed]
 
 

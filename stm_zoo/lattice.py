@@ -102,7 +102,9 @@ class _Grid:
         k: (H, W, 2) (ky, kx) in nm^-1; radius: (H, W) |k|; step: (dky, dkx) bin size.
         window: (H, W) the 2-D Hann window; window_power: sum of its squares.
         half: flat indices of one half-plane (every orientation once), sorted by radius;
-        half_radius: their radii (ascending); ring: (H, W) index of each bin's 2 % log ring.
+        half_radius, half_angle_deg: their radii (ascending) and orientations in [0, 180);
+        half_inner: whether a 5x5 patch around them stays clear of the Nyquist edges;
+        ring: (H, W) index of each bin's 2 % log ring of radius.
     """
 
     k: np.ndarray
@@ -112,10 +114,12 @@ class _Grid:
     window_power: float
     half: np.ndarray
     half_radius: np.ndarray
+    half_angle_deg: np.ndarray
+    half_inner: np.ndarray
     ring: np.ndarray
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def _grid(shape: tuple[int, int], px_x: float, px_y: float) -> _Grid:
     h, w = shape
     ky = np.fft.fftfreq(h, px_y).astype(np.float32)
@@ -129,12 +133,27 @@ def _grid(shape: tuple[int, int], px_x: float, px_y: float) -> _Grid:
     half = half[np.argsort(radius.ravel()[half], kind="stable")]
     ring = np.floor(np.log(np.maximum(radius, 1e-12)) / np.log(1.02))
     ring = np.clip(ring - ring.ravel()[half].min(), 0, None).astype(np.int64)
-    for array in (k, radius, window, half, ring):
-        array.flags.writeable = False
     step = (float(abs(ky[1])) if h > 1 else 1.0, float(abs(kx[1])) if w > 1 else 1.0)
-    return _Grid(
-        k, radius, step, window, float(np.sum(window**2)), half, radius.ravel()[half], ring
+    half_k = k.reshape(-1, 2)[half]
+    # Patches must not wrap around the Nyquist edges (their centroids would be meaningless).
+    inner = (np.abs(half_k[:, 0]) < (h // 2 - 2) * step[0]) & (
+        np.abs(half_k[:, 1]) < (w // 2 - 2) * step[1]
     )
+    grid = _Grid(
+        k,
+        radius,
+        step,
+        window,
+        float(np.sum(window**2)),
+        half,
+        radius.ravel()[half],
+        _orientation(half_k),
+        inner,
+        ring,
+    )
+    for array in (k, radius, window, grid.half, grid.half_angle_deg, grid.half_inner, ring):
+        array.flags.writeable = False
+    return grid
 
 
 def power_spectrum(heights: np.ndarray, pixel_size_nm: PixelSize) -> tuple[np.ndarray, np.ndarray]:
@@ -149,11 +168,19 @@ def power_spectrum(heights: np.ndarray, pixel_size_nm: PixelSize) -> tuple[np.nd
             deviation s gives s^2 per bin).
         k: (H, W, 2) spatial frequency (ky, kx) of each bin in nm^-1 (read-only).
     """
+    from scipy import fft
+
     grid = _grid(heights.shape, *_pitch(pixel_size_nm))
+    h, w = heights.shape
     # The plane goes first: a tilt would leak through the window into the low frequencies.
-    spectrum = np.fft.fft2(plane_levelled(heights) * grid.window)
-    power = (spectrum.real**2 + spectrum.imag**2) / np.float32(grid.window_power)
-    return power.astype(np.float32, copy=False), grid.k
+    spectrum = fft.rfft2(plane_levelled(heights) * grid.window)
+    half = (spectrum.real**2 + spectrum.imag**2) / np.float32(grid.window_power)
+    # The other half from the symmetry of a real image's spectrum: P(-ky, -kx) = P(ky, kx).
+    power = np.empty((h, w), dtype=np.float32)
+    power[:, : half.shape[1]] = half
+    rest = np.arange(half.shape[1], w)
+    power[:, rest] = half[(-np.arange(h)) % h][:, w - rest]
+    return power, grid.k
 
 
 def _orientation(k: np.ndarray) -> np.ndarray:
@@ -194,18 +221,14 @@ def find_peaks(
         The peaks in the order found: by power, or by prominence.
     """
     grid = _grid(power.shape, *_pitch(pixel_size_nm))
-    h, w = power.shape
     first, last = np.searchsorted(grid.half_radius, band_nm_inv)
     where = grid.half[first:last]
-    ky, kx = grid.k.reshape(-1, 2)[where].T
-    # Patches must not wrap around the Nyquist edges (their centroids would be meaningless).
-    inner = (np.abs(ky) < (h // 2 - 2) * grid.step[0]) & (np.abs(kx) < (w // 2 - 2) * grid.step[1])
+    usable = grid.half_inner[first:last]
     if allowed is not None:
-        inner &= allowed.ravel()[where]
-    where, ky, kx = where[inner], ky[inner], kx[inner]
+        usable = usable & allowed.ravel()[where]
+    where, orient = where[usable], grid.half_angle_deg[first:last][usable]
     ranked = _whitened(power, grid) if by_prominence else power
     candidates = ranked.ravel()[where]
-    orient = np.degrees(np.arctan2(ky, kx)) % 180.0
     peaks: list[Peak] = []
     while len(peaks) < max_peaks and candidates.size:
         best = int(np.argmax(candidates))
