@@ -212,14 +212,14 @@ def restore_tab(ctx: AppContext) -> None:
                 )
                 with gr.Row():
                     before = gr.Image(
-                        label="Input (one colour scale with the result)",
+                        label="Input",
                         type="numpy",
                         format="png",
                         interactive=False,
                         buttons=["fullscreen"],
                     )
                     after = gr.Image(
-                        label="Result (one colour scale with the input)",
+                        label="Result (same colour scale)",
                         type="numpy",
                         format="png",
                         interactive=False,
