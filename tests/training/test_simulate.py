@@ -12,14 +12,10 @@ from scipy import ndimage as ndi
 from scipy.signal import find_peaks
 
 from stm_zoo.errors import StmZooError
+from stm_zoo.lattice import Peak, row_peaks
 from training.__main__ import main as training_main
 from training.simulate import SimulatedScan, SimulationParams, simulate_scan
-from training.simulate.calibrate import (
-    REALISM_TOLERANCES,
-    compare,
-    measure,
-    row_peaks,
-)
+from training.simulate.calibrate import REALISM_TOLERANCES, compare, measure
 from training.simulate.lattice import Grid, draw_terraces
 from training.simulate.scanning import feedback
 
@@ -35,7 +31,7 @@ def default_scans() -> list[SimulatedScan]:
     return [simulate_scan(seed) for seed in (0, 1, 4, 6)]
 
 
-def _terrace_peak(scan: SimulatedScan, level: int) -> dict[str, float]:
+def _terrace_peak(scan: SimulatedScan, level: int) -> Peak:
     """The row peak of one terrace alone (other pixels set to that terrace's mean)."""
     mask = scan.terrace_level == level
     z = np.where(mask, scan.heights_nm, scan.heights_nm[mask].mean())
@@ -55,7 +51,7 @@ def test_fft_row_peak_at_1_30(default_scans):
         peaks = row_peaks(scan.heights_nm, scan.pixel_size_nm)
         assert peaks
         for peak in peaks:
-            assert abs(peak["k_nm_inv"] - ROW_PEAK) < 0.07, (scan.params.seed, peak)
+            assert abs(peak.k_nm_inv - ROW_PEAK) < 0.07, (scan.params.seed, peak)
 
 
 def test_no_spurious_peak_at_twice_the_row_frequency(default_scans):
@@ -87,7 +83,7 @@ def test_shape_dtype_pixel_size_and_physical_units_honoured():
     assert scan.pixel_size_nm == 0.1
     assert np.isfinite(scan.heights_nm).all()
     # At 0.1 nm/px the rows still sit at 1.30 nm^-1: lengths are physical, not in pixels.
-    assert abs(row_peaks(scan.heights_nm, 0.1)[0]["k_nm_inv"] - ROW_PEAK) < 0.07
+    assert abs(row_peaks(scan.heights_nm, 0.1)[0].k_nm_inv - ROW_PEAK) < 0.07
     params = scan.params.to_dict()
     assert json.loads(json.dumps(params)) == params
     assert params["seed"] == 3 and params["size_px"] == 256
@@ -111,8 +107,8 @@ def test_rows_turn_90_degrees_across_a_step():
         if len(levels) < 2 or counts.min() < 0.15 * scan.terrace_level.size:
             continue
         upper, lower = _terrace_peak(scan, 0), _terrace_peak(scan, 1)
-        assert abs(upper["k_nm_inv"] - ROW_PEAK) < 0.07
-        assert abs(_angle_between(upper["angle_deg"], lower["angle_deg"]) - 90.0) < 6.0
+        assert abs(upper.k_nm_inv - ROW_PEAK) < 0.07
+        assert abs(_angle_between(upper.angle_deg, lower.angle_deg) - 90.0) < 6.0
         turned += 1
     assert turned, "no seed gave two terraces large enough to compare"
 

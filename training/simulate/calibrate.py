@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from stm_zoo.lattice import power_spectrum, row_peaks
+
 logger = logging.getLogger(__name__)
 
-ROW_BAND_NM_INV = (0.8, 2.0)  # where a dimer-row peak may sit, distortions included
 FEATURE_SMOOTH_NM = 0.45  # kills the 1.30 nm^-1 rows (gain 1e-3) but keeps ~1 nm defects
 BACKGROUND_NM = 4.0  # median window that follows terraces but not single defects
 DARK_THRESHOLD_NM = 0.02
@@ -36,75 +37,6 @@ DEFAULT_REFERENCE = (
     / "si001h-reference"
     / "brockley_23_2_forward.npy"
 )
-
-
-def power_spectrum(heights_nm: np.ndarray, pixel_size_nm: float) -> tuple[np.ndarray, np.ndarray]:
-    """Hann-windowed 2-D power spectrum, unshifted, with its frequency axis.
-
-    Args:
-        heights_nm: (H, W) heights in nm.
-        pixel_size_nm: pixel pitch in nm (square pixels).
-
-    Returns:
-        power: (H, W) |FFT|^2 / (sum of window^2), in nm^2 (white noise of std s gives s^2).
-        k: (H, W, 2) spatial frequency (ky, kx) of each bin in nm^-1.
-    """
-    h, w = heights_nm.shape
-    window = np.outer(np.hanning(h), np.hanning(w))
-    z = heights_nm - heights_nm.mean()
-    power = np.abs(np.fft.fft2(z * window)) ** 2 / np.sum(window**2)
-    ky = np.fft.fftfreq(h, pixel_size_nm)
-    kx = np.fft.fftfreq(w, pixel_size_nm)
-    k = np.stack(np.meshgrid(ky, kx, indexing="ij"), axis=-1)
-    return power, k
-
-
-def row_peaks(
-    heights_nm: np.ndarray, pixel_size_nm: float, max_peaks: int = 2, min_ratio: float = 0.05
-) -> list[dict[str, float]]:
-    """The dimer-row peaks of the power spectrum, strongest first.
-
-    A second peak is reported only when it is at least 20 degrees away in orientation (a second
-    terrace with rows turned by 90 degrees) and holds `min_ratio` of the first one's power.
-
-    Args:
-        heights_nm: (H, W) heights in nm.
-        pixel_size_nm: pixel pitch in nm.
-        max_peaks: how many peaks to report at most.
-        min_ratio: power of a secondary peak relative to the first, below which it is ignored.
-
-    Returns:
-        One dict per peak: k_nm_inv (radial position, centroid-refined), angle_deg (orientation of
-        the wave vector in [0, 180), measured from the fast axis towards the slow axis), power.
-    """
-    power, k = power_spectrum(heights_nm, pixel_size_nm)
-    radius = np.hypot(k[..., 0], k[..., 1])
-    band = (radius > ROW_BAND_NM_INV[0]) & (radius < ROW_BAND_NM_INV[1])
-    search = np.where(band, power, 0.0)
-    h, w = power.shape
-    peaks: list[dict[str, float]] = []
-    while len(peaks) < max_peaks:
-        iy, ix = np.unravel_index(int(np.argmax(search)), search.shape)
-        if search[iy, ix] <= 0:
-            break
-        rows = np.arange(iy - 2, iy + 3) % h
-        cols = np.arange(ix - 2, ix + 3) % w
-        patch = power[np.ix_(rows, cols)]
-        kpatch = k[np.ix_(rows, cols)]
-        centroid = (patch[..., None] * kpatch).sum(axis=(0, 1)) / patch.sum()
-        angle = float(np.degrees(np.arctan2(centroid[0], centroid[1])) % 180.0)
-        peak = {
-            "k_nm_inv": float(np.hypot(*centroid)),
-            "angle_deg": angle,
-            "power": float(patch.sum()),
-        }
-        # Blank this peak and its conjugate; the next maximum must be a different orientation.
-        diff = np.abs((np.degrees(np.arctan2(k[..., 0], k[..., 1])) % 180.0) - angle)
-        search[np.minimum(diff, 180.0 - diff) < 20.0] = 0.0
-        if peaks and peak["power"] < min_ratio * peaks[0]["power"]:
-            break
-        peaks.append(peak)
-    return peaks
 
 
 def corrugation_pp(heights_nm: np.ndarray, pixel_size_nm: float, k_row_nm_inv: float) -> float:
@@ -236,12 +168,12 @@ def measure(heights_nm: np.ndarray, pixel_size_nm: float) -> dict[str, float]:
     z = np.asarray(heights_nm, dtype=np.float64)
     peaks = row_peaks(z, pixel_size_nm)
     result: dict[str, float] = {
-        "row_peak_nm_inv": peaks[0]["k_nm_inv"] if peaks else float("nan"),
-        "row_angle_deg": peaks[0]["angle_deg"] if peaks else float("nan"),
-        "row_peak2_nm_inv": peaks[1]["k_nm_inv"] if len(peaks) > 1 else float("nan"),
-        "row_angle2_deg": peaks[1]["angle_deg"] if len(peaks) > 1 else float("nan"),
+        "row_peak_nm_inv": peaks[0].k_nm_inv if peaks else float("nan"),
+        "row_angle_deg": peaks[0].angle_deg if peaks else float("nan"),
+        "row_peak2_nm_inv": peaks[1].k_nm_inv if len(peaks) > 1 else float("nan"),
+        "row_angle2_deg": peaks[1].angle_deg if len(peaks) > 1 else float("nan"),
     }
-    k_rows = [p["k_nm_inv"] for p in peaks] or [1.0 / 0.768]
+    k_rows = [p.k_nm_inv for p in peaks] or [1.0 / 0.768]
     result["corrugation_pp_nm"] = corrugation_pp(z, pixel_size_nm, float(np.mean(k_rows)))
     result["noise_nm"] = quiet_noise(z, pixel_size_nm, k_rows)
     result.update(noise_levels(z, pixel_size_nm))

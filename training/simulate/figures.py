@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.simulate.calibrate import power_spectrum, row_peaks
+from stm_zoo.lattice import power_spectrum, row_peaks
 from training.simulate.simulator import SimulatedScan
 
 CROP_PX = 128
@@ -105,11 +105,11 @@ def scan_and_spectrum(heights_nm: np.ndarray, pixel_size_nm: float, path: Path, 
         k_row * np.cos(theta), k_row * np.sin(theta), "c--", lw=0.8, label="1.30 nm$^{-1}$"
     )
     for peak in row_peaks(z, p):
-        a = np.radians(peak["angle_deg"])
+        a = np.radians(peak.angle_deg)
         for sign in (1, -1):
             axes[1].plot(
-                sign * peak["k_nm_inv"] * np.cos(a),
-                sign * peak["k_nm_inv"] * np.sin(a),
+                sign * peak.k_nm_inv * np.cos(a),
+                sign * peak.k_nm_inv * np.sin(a),
                 "r+",
                 ms=10,
             )
