@@ -230,7 +230,7 @@ def test_several_studies_share_the_tab(
 
     inputs = tmp_path / "low"
     inputs.mkdir()
-    np.save(inputs / "low.npy", np.random.default_rng(1).normal(size=(16, 64)) * 1e-10)
+    np.save(inputs / "low.npy", np.random.default_rng(1).normal(size=(32, 64)) * 1e-10)
     sr = prepare(
         inputs,
         "sr4",
