@@ -511,7 +511,7 @@ def zoo_tab(demo: gr.Blocks) -> None:
             wrap=True,
             max_height=4000,  # the whole table, classical rows included: no inner scroll
             buttons=["copy"],
-            column_widths=[f"{w}%" for w in (6, 9, 4, 7, 5, 5, 4, 8, 8, 8, 7, 7, 4, 7, 11)],
+            column_widths=[f"{w}%" for w in (7, 9, 6, 8, 14, 9, 8, 8, 7, 6, 7, 11)],
         )
         refresh = gr.Button("Refresh", size="sm")
     gr.on(

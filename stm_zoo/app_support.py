@@ -485,10 +485,7 @@ ZOO_COLUMNS = [
     "Family",
     "Size",
     "Status",
-    "Trained steps",
-    "Samples seen",
-    "Wall time",
-    "Device",
+    "Training budget",
     "PSNR gain (dB) at 2 / 5 / 10 steps",
     "Paper PSNR gain",
     "SSIM at 2 / 5 / 10 steps",
@@ -569,7 +566,7 @@ def _baseline_rows(task: str, test: dict[str, float]) -> list[list[Any]]:
     classical_gain = (
         None if input_psnr is None or classical_psnr is None else classical_psnr - input_psnr
     )
-    budget = ["", "", "", ""]  # neither is trained
+    budget = [""]  # neither is trained
     return [
         [
             task,
@@ -650,15 +647,23 @@ def _entry_row(
     if available in ("local", "hub-cache") and training.get("complete") is False:
         state = "🔶 preview (training not finished)"
     steps, samples, hours = (training.get(k) for k in ("steps", "samples_seen", "wall_time_h"))
+    budget = ", ".join(
+        part
+        for part in (
+            f"{steps:,} steps" if isinstance(steps, int) else "",
+            f"{samples:,} samples" if isinstance(samples, int) else "",
+            f"{hours:.2f} h" if isinstance(hours, int | float) else "",
+        )
+        if part
+    )
+    if budget and training.get("device"):
+        budget += f" on {training['device']}"
     return [
         task,
         FAMILY_LABELS.get(family, family),
         size,
         state,
-        f"{steps:,}" if isinstance(steps, int) else "",
-        f"{samples:,}" if isinstance(samples, int) else "",
-        f"{hours:.2f} h" if isinstance(hours, int | float) else "",
-        str(training.get("device", "")),
+        budget,
         _cells(gains(ours("psnr"), input_psnr), "+.2f"),
         _cells(gains(paper(PAPER_SYNTHETIC, "psnr"), paper_input_psnr), "+.2f"),
         _cells(ours("ssim"), ".3f"),
