@@ -10,17 +10,23 @@ that folder is absent; see its SOURCES.md), and synthetic ones: empty files, wro
 PNG declaring a huge size and a decompression bomb, .npy files with odd dtypes, shapes and lying
 headers, NaN / inf / 5.8e30 / 3e38-laden .npy and .sxm scans (the .sxm written by stm-zoo's own
 `save_scan`), flat scans, tiny frames, .sxm headers whose size or pixel count lies, hostile file
-names, and zoo entries with bad config.json or weights.
+names, two different files of one name in two folders, and zoo entries with bad config.json or
+weights.
 
 Every scan file goes through `python -m stm_zoo info`, `convert` (to .png) and
 `restore --model classical`; every zoo entry through `zoo list` and `restore --model fm` with
-STM_ZOO_DIR pointing at it. Each run is a subprocess with a wall-clock timeout and an address-space
-limit (so a runaway allocation fails instead of swapping the machine), and we record its exit code,
-whether stderr holds a Python traceback, its wall time and its peak RSS (`os.wait4`). A clean
-outcome is exit 0 (handled) or exit 2 (a one-sentence `StmZooError` or argparse error); `restore`
-exits 1 when it caught something else (its message ends "rerun with -v for the traceback"), which
-counts as unclean. The script prints a count table per command and writes it, with every unclean
-case and a row per input, as markdown to `--out`.
+STM_ZOO_DIR pointing at it; the two same-named files through `restore a/scan.sxm b/scan.sxm`
+(must refuse in one sentence before any work) and `restore <their folder>` (must write both results
+under the mirrored subfolders). Each run is a subprocess with a wall-clock timeout and an
+address-space limit (so a runaway allocation fails instead of swapping the machine), and we record
+its exit code, whether stderr holds a Python traceback, its wall time and its peak RSS
+(`os.wait4`). A run that exits 0 is then judged by what it wrote (`check_run`): each result must
+be where the command line promises, hold no NaN or inf where its input was finite (a PNG, TIFF or
+.npy restore result none at all) and not be constant when its input was not. A clean outcome is
+exit 0 (handled, results sound) or exit 2 (a one-sentence `StmZooError` or argparse error);
+`restore` exits 1 when it caught something else (its message ends "rerun with -v for the
+traceback"), which counts as unclean. The script prints a count table per command and writes it,
+with every unclean case and a row per input, as markdown to `--out`.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,14 +56,36 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from stm_zoo.io import Scan, save_scan  # noqa: E402
+from stm_zoo.io import (  # noqa: E402
+    Scan,
+    load_all_scans,
+    load_scan,
+    result_channel,
+    result_label,
+    save_scan,
+)
+from stm_zoo.restore_cli import collect_jobs, output_path  # noqa: E402
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 SCAN_COMMANDS = ("info", "convert", "restore")
 ENTRY_COMMANDS = ("zoo-list", "restore-fm")
-CLEAN_EXITS = {command: {0, 2} for command in (*SCAN_COMMANDS, *ENTRY_COMMANDS)}
+NAMES_COMMANDS = ("restore-names", "restore-folder")
+COMMANDS = {"scan": SCAN_COMMANDS, "entry": ENTRY_COMMANDS, "names": NAMES_COMMANDS}
+ALL_COMMANDS = (*SCAN_COMMANDS, *ENTRY_COMMANDS, *NAMES_COMMANDS)
+CLEAN_EXITS = {
+    **{command: {0, 2} for command in (*SCAN_COMMANDS, *ENTRY_COMMANDS)},
+    "restore-names": {2},
+    "restore-folder": {0},
+}
 """0: handled; 2: a user error in one sentence. `restore` on one file exits 1 only when the file
-failed for a reason other than a `StmZooError` (a crash it caught), so 1 is not clean."""
+failed for a reason other than a `StmZooError` (a crash it caught), so 1 is not clean. Two files of
+one name given by name must be refused (2); given as their folder, both must be restored (0)."""
+LABELS = {
+    "restore": result_label("restore", "classical", "small"),
+    "restore-folder": result_label("restore", "classical", "small"),
+    "restore-fm": result_label("restore", "fm", "small"),
+}
+"""The label of each restoring command's results (names the restored channel of .sxm/.gwy)."""
 TRACEBACK = "Traceback (most recent call last)"
 NM = 1e-9
 
@@ -69,14 +97,37 @@ class Case:
     Attributes:
         name: short unique id (the tables' row label), also its folder name.
         what: what is hostile about it.
-        path: the file (scan cases) or the zoo root holding `restore/fm-small` (entry cases).
-        kind: "scan" or "entry".
+        path: the file (scan cases), the zoo root holding `restore/fm-small` (entry cases) or the
+            folder holding `a/scan.sxm` and `b/scan.sxm` (names cases).
+        kind: "scan", "entry" or "names" (picks the commands, `COMMANDS[kind]`).
     """
 
     name: str
     what: str
     path: Path
     kind: str = "scan"
+
+
+@dataclass(frozen=True)
+class ResultCheck:
+    """What a run left behind, judged after it ended (all false/empty: as it should be).
+
+    Attributes:
+        nonfinite: exit 0, and a result holds NaN or inf where its input was finite (a PNG, TIFF
+            or .npy restore result: anywhere, for it holds only the restored block).
+        constant: exit 0, and a result is constant (over its finite values) while its input was
+            not.
+        problem: a promised result missing or unreadable, or a refusal that wrote files or said
+            more than one line.
+    """
+
+    nonfinite: bool = False
+    constant: bool = False
+    problem: str = ""
+
+    @property
+    def sound(self) -> bool:
+        return not (self.nonfinite or self.constant or self.problem)
 
 
 @dataclass
@@ -90,6 +141,7 @@ class Outcome:
     seconds: float
     peak_rss_mb: float
     last_line: str
+    check: ResultCheck = ResultCheck()
 
     @property
     def clean(self) -> bool:
@@ -97,6 +149,7 @@ class Outcome:
             not self.traceback
             and self.exit_code is not None
             and self.exit_code in CLEAN_EXITS[self.command]
+            and self.check.sound
         )
 
 
@@ -136,6 +189,14 @@ class Corpus:
 
     def scan(self, name: str, what: str, scan: Scan, filename: str = "scan.sxm") -> None:
         self.written(name, what, filename, lambda p: save_scan(scan, p))
+
+    def same_names(self, name: str, what: str, scans: dict[str, Scan]) -> None:
+        """One file per subfolder (`scans`: relative path -> scan), given as the folder."""
+        folder = self.folder(name)
+        for relative, scan in scans.items():
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            save_scan(scan, folder / relative)
+        self.cases.append(Case(name, what, folder, kind="names"))
 
 
 def lattice(h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:
@@ -351,6 +412,15 @@ def add_synthetic(corpus: Corpus) -> None:
         ("name-upper-ext", "SCAN.NPY"),
     ):
         corpus.raw(name, f"file name {filename[:30]!r}", filename, good_npy)
+    size = (12.5 * NM, 12.5 * NM)
+    corpus.same_names(
+        "names-two-scan-sxm",
+        "two different scan.sxm in folders a/ and b/",
+        {
+            "a/scan.sxm": Scan(lattice(seed=1), scan_size_m=size),
+            "b/scan.sxm": Scan(2 * lattice(seed=2), scan_size_m=size),
+        },
+    )
 
 
 def _renamed(data: np.ndarray, real_suffix: str) -> Callable[[Path], object]:
@@ -362,8 +432,11 @@ def _renamed(data: np.ndarray, real_suffix: str) -> Callable[[Path], object]:
     return write
 
 
-def add_shared(corpus: Corpus, shared: Path) -> int:
-    """Truncated and bit-flipped copies of the real files in ../shared/data; returns how many."""
+def add_shared(corpus: Corpus, shared: Path, only: Collection[str] | None = None) -> int:
+    """Truncated and bit-flipped copies of the real files in ../shared/data; returns how many.
+
+    `only` keeps just the cases of those names (the flips stay the same: every copy is drawn).
+    """
     rng = random.Random(13)
     before = len(corpus.cases)
     sources = sorted(p for p in shared.rglob("*") if p.is_file() and p.suffix != ".md")
@@ -389,16 +462,23 @@ def add_shared(corpus: Corpus, shared: Path) -> int:
             "flip-32": ("32 random bit flips", bytes(flipped_all)),
             "flip-header-8": ("8 bit flips in the first 2 kB", bytes(flipped_head)),
         }
-        for key, (what, data) in variants.items():
-            contents = {**params, source.name: data}
-            corpus.files(f"real-{stem}-{key}", f"{source.name}: {what}", contents, source.name)
+        copies = {
+            f"real-{stem}-{key}": (f"{source.name}: {what}", {**params, source.name: data})
+            for key, (what, data) in variants.items()
+        }
         for name, data in params.items():
-            contents = {name: data[: len(data) // 2], source.name: content}
-            what = f"{source.name} with its parameter file cut in half"
-            corpus.files(f"real-{stem}-params-cut", what, contents, source.name)
+            copies[f"real-{stem}-params-cut"] = (
+                f"{source.name} with its parameter file cut in half",
+                {name: data[: len(data) // 2], source.name: content},
+            )
         if params:
-            what = f"{source.name} without its parameter file"
-            corpus.files(f"real-{stem}-no-params", what, {source.name: content}, source.name)
+            copies[f"real-{stem}-no-params"] = (
+                f"{source.name} without its parameter file",
+                {source.name: content},
+            )
+        for name, (what, contents) in copies.items():
+            if only is None or name in only:
+                corpus.files(name, what, contents, source.name)
     return len(corpus.cases) - before
 
 
@@ -478,12 +558,15 @@ def add_entries(corpus: Corpus) -> None:
     (entry("entry-weights-missing", "no model.safetensors") / "model.safetensors").unlink()
 
 
-def build_corpus(root: Path, shared: Path | None = SHARED_DATA) -> list[Case]:
-    """Write the whole corpus under `root`; `shared=None` (or absent) skips the real-file copies."""
+def build_corpus(
+    root: Path, shared: Path | None = SHARED_DATA, real_cases: Collection[str] | None = None
+) -> list[Case]:
+    """Write the whole corpus under `root`; `shared=None` (or absent) skips the real-file copies,
+    `real_cases` keeps only those of them."""
     corpus = Corpus(root)
     add_synthetic(corpus)
     if shared is not None and shared.is_dir():
-        add_shared(corpus, shared)
+        add_shared(corpus, shared, real_cases)
     add_entries(corpus)
     return corpus.cases
 
@@ -495,6 +578,11 @@ def command_line(command: str, case: Case, scratch: Path, probe: Path) -> list[s
     if command == "convert":
         return ["convert", str(case.path), str(scratch / "converted.png")]
     if command == "restore":
+        return ["restore", str(case.path), "--model", "classical", "-o", str(scratch)]
+    if command == "restore-names":
+        files = [str(p) for p in sorted(case.path.rglob("*.sxm"))]
+        return ["restore", *files, "--model", "classical", "-o", str(scratch / "refused")]
+    if command == "restore-folder":
         return ["restore", str(case.path), "--model", "classical", "-o", str(scratch)]
     if command == "zoo-list":
         return ["zoo", "list", "--zoo", str(case.path)]
@@ -511,6 +599,93 @@ def command_line(command: str, case: Case, scratch: Path, probe: Path) -> list[s
         "-o",
         str(scratch),
     ]
+
+
+def expected_results(
+    command: str, case: Case, scratch: Path, probe: Path
+) -> list[tuple[Path, Path]]:
+    """(input file, result file) for every result a run of `command` that exits 0 must write.
+
+    `convert` writes the OUT path it is given; `restore` writes
+    `<stem>_<channel>-forward_restore.<ext>` under -o (the channel named as `load_scan` names the
+    input's Z), a folder argument's subfolders mirrored there.
+    """
+    if command == "convert":
+        return [(case.path, scratch / "converted.png")]
+    if command == "restore":
+        sources = [(case.path, scratch)]
+    elif command == "restore-fm":
+        sources = [(probe, scratch)]
+    elif command == "restore-folder":
+        sources = [(path, scratch / relative) for path, relative in collect_jobs([case.path])]
+    else:
+        return []
+    return [
+        (path, output_path(path, folder, load_scan(path).channel, "forward", "restore", None))
+        for path, folder in sources
+    ]
+
+
+def result_image(path: Path, channel: str, label: str | None) -> np.ndarray | None:
+    """The image a result file holds: a PNG/TIFF/.npy its one image, an .sxm/.gwy its restored
+    channel (`label`; None: the file's only image); None when it lacks it."""
+    scans = load_all_scans(path)
+    if label is None or len(scans) == 1:
+        return scans[0].data if len(scans) == 1 else None
+    name = result_channel(channel, label)
+    found = [s.data for s in scans if s.channel == name and s.direction == "forward"]
+    return found[0] if found else None
+
+
+def judge_result(source: Path, target: Path, label: str | None) -> ResultCheck:
+    """One result against its input's Z forward image (see `ResultCheck`)."""
+    if not target.is_file():
+        return ResultCheck(problem=f"exit 0 but no {target.name}")
+    image = load_scan(source)
+    result = result_image(target, image.channel, label)
+    if result is None:
+        return ResultCheck(problem=f"{target.name} holds no {result_channel(image.channel, label)}")
+    finite_in, finite_out = np.isfinite(image.data), np.isfinite(result)
+    bad = ~finite_out
+    keeps_input_nan = label is None or target.suffix.lower() in (".sxm", ".gwy")
+    if keeps_input_nan and result.shape == image.shape:
+        bad &= finite_in  # convert keeps NaN pixels; .sxm/.gwy results keep aborted lines
+    values, reference = result[finite_out], image.data[finite_in]
+    return ResultCheck(
+        nonfinite=bool(bad.any()),
+        constant=bool(
+            values.size
+            and values.max() == values.min()
+            and reference.size
+            and reference.max() > reference.min()
+        ),
+    )
+
+
+def check_run(
+    command: str, case: Case, scratch: Path, probe: Path, exit_code: int | None, stderr: str
+) -> ResultCheck:
+    """Judge what a finished run left behind (see `ResultCheck`)."""
+    if command == "restore-names":
+        said = [line for line in stderr.splitlines() if line.strip()]
+        if (scratch / "refused").exists():
+            return ResultCheck(problem="refused after creating its output folder")
+        if len(said) != 1:
+            return ResultCheck(problem=f"refused in {len(said)} lines, not one")
+        return ResultCheck()
+    if exit_code != 0:
+        return ResultCheck()
+    checks = []
+    for source, target in expected_results(command, case, scratch, probe):
+        try:
+            checks.append(judge_result(source, target, LABELS.get(command)))
+        except Exception as error:  # an unreadable result is a finding, not a harness crash
+            checks.append(ResultCheck(problem=f"{target.name} unreadable: {error}"[:240]))
+    return ResultCheck(
+        nonfinite=any(c.nonfinite for c in checks),
+        constant=any(c.constant for c in checks),
+        problem="; ".join(c.problem for c in checks if c.problem),
+    )
 
 
 def run_command(
@@ -573,10 +748,14 @@ def run_case(
         "STM_ZOO_DIR": str(case.path if case.kind == "entry" else workdir / "empty-zoo"),
         "PYTHONPATH": str(REPO),
     }
-    argv = command_line(command, case, scratch, workdir / "probe.npy")
+    probe = workdir / "probe.npy"
+    argv = command_line(command, case, scratch, probe)
     code, stderr, seconds, rss = run_command(argv, env, timeout_s, memory_bytes)
     shown = stderr.replace(f"{workdir}/", "")  # messages without the temporary folder
-    return Outcome(case.name, command, code, TRACEBACK in stderr, seconds, rss, last_line(shown))
+    check = check_run(command, case, scratch, probe, code, stderr)
+    return Outcome(
+        case.name, command, code, TRACEBACK in stderr, seconds, rss, last_line(shown), check
+    )
 
 
 def run_corpus(
@@ -585,18 +764,14 @@ def run_corpus(
     """Every case through its commands; prints one line per unclean outcome as it goes."""
     (workdir / "empty-zoo").mkdir(parents=True, exist_ok=True)
     np.save(workdir / "probe.npy", lattice())
-    work = [
-        (case, command)
-        for case in cases
-        for command in (ENTRY_COMMANDS if case.kind == "entry" else SCAN_COMMANDS)
-    ]
+    work = [(case, command) for case in cases for command in COMMANDS[case.kind]]
 
     def one(item: tuple[Case, str]) -> Outcome:
         outcome = run_case(*item, workdir, timeout_s, memory_bytes)
         if not outcome.clean:
             print(
                 f"  {outcome.command:<10} {outcome.case}: exit {outcome.exit_code}, "
-                f"{outcome.last_line}",
+                f"{verdict(outcome.check) or outcome.last_line}",
                 flush=True,
             )
         return outcome
@@ -605,9 +780,15 @@ def run_corpus(
         return list(pool.map(one, work))
 
 
+def verdict(check: ResultCheck) -> str:
+    """What is wrong with a run's results, in words ("" when nothing is)."""
+    said = ["non-finite output"] * check.nonfinite + ["constant output"] * check.constant
+    return "; ".join([*said, *([check.problem] if check.problem else [])])
+
+
 def summary_rows(outcomes: list[Outcome]) -> list[list[str]]:
     rows = []
-    for command in (*SCAN_COMMANDS, *ENTRY_COMMANDS):
+    for command in ALL_COMMANDS:
         mine = [o for o in outcomes if o.command == command]
         if not mine:
             continue
@@ -622,6 +803,10 @@ def summary_rows(outcomes: list[Outcome]) -> list[list[str]]:
                 str(sum(c not in (None, 0, 1, 2) for c in codes)),
                 str(sum(o.traceback for o in mine)),
                 str(codes.count(None)),
+                str(sum(o.check.nonfinite for o in mine)),
+                str(sum(o.check.constant for o in mine)),
+                str(sum(bool(o.check.problem) for o in mine)),
+                str(sum(o.clean for o in mine)),
                 f"{max(o.seconds for o in mine):.1f}",
                 f"{max(o.peak_rss_mb for o in mine):.0f}",
             ]
@@ -638,6 +823,10 @@ SUMMARY_HEADER = [
     "other exit",
     "tracebacks",
     "timeouts",
+    "exit 0 with non-finite output",
+    "exit 0 with constant output",
+    "results misplaced",
+    "clean",
     "max wall (s)",
     "max peak RSS (MB)",
 ]
@@ -662,9 +851,17 @@ def report(
         "",
         f"`python scripts/hostile_corpus.py` ({len(cases)} inputs: {shared} copies of real files "
         f"from ../shared/data, the rest synthetic; timeout {args.timeout:g} s and address space "
-        f"{args.memory_gb:g} GB per run, one OpenMP thread). Clean: exit 0, or exit 2 with a "
-        "one-sentence error. Unclean: tracebacks, timeouts, and any other exit code (`restore` "
-        "exits 1 when it caught an error other than a user error).",
+        f"{args.memory_gb:g} GB per run, one OpenMP thread). Clean: exit 0 with sound results, or "
+        "exit 2 with a one-sentence error. Unclean: tracebacks, timeouts, any other exit code "
+        "(`restore` exits 1 when it caught an error other than a user error), and an exit 0 whose "
+        "result is missing from where the command line promises it (convert: the OUT path; "
+        "restore: `<stem>_<channel>-forward_restore.<ext>` under -o, a folder's subfolders "
+        "mirrored), holds NaN or inf where its input was finite (a PNG, TIFF or .npy restore "
+        "result: anywhere; an .sxm/.gwy result is judged by its restored channel, which keeps an "
+        "aborted scan's NaN lines on purpose), or is constant while its input was not. Two files "
+        "of one name given by name (`restore-names`) must be refused with exit 2 in one line "
+        "before the output folder is made; given as their folder (`restore-folder`), both "
+        "results must be written.",
         "",
         markdown_table(SUMMARY_HEADER, summary_rows(outcomes)),
         "",
@@ -674,7 +871,7 @@ def report(
             "## Unclean outcomes",
             "",
             markdown_table(
-                ["case", "input", "command", "exit", "traceback", "wall (s)", "last stderr line"],
+                ["case", "input", "command", "exit", "traceback", "wall (s)", "what is wrong"],
                 [
                     [
                         o.case,
@@ -683,7 +880,7 @@ def report(
                         "timeout" if o.exit_code is None else str(o.exit_code),
                         "yes" if o.traceback else "",
                         f"{o.seconds:.1f}",
-                        o.last_line,
+                        verdict(o.check) or o.last_line,
                     ]
                     for o in unclean
                 ],
@@ -697,6 +894,7 @@ def report(
     for case in cases:
         mine = by_case.get(case.name, {})
         failed = [o for o in mine.values() if o.exit_code != 0]
+        found = [f"{o.command}: {verdict(o.check)}" for o in mine.values() if verdict(o.check)]
         rows.append(
             [
                 case.name,
@@ -705,14 +903,15 @@ def report(
                     "timeout" if o.exit_code is None else str(o.exit_code) + "!" * (not o.clean)
                     for o in mine.values()
                 ),
-                failed[-1].last_line if failed else "",
+                "; ".join(filter(None, [failed[-1].last_line if failed else "", *found])),
             ]
         )
     text += [
         "## Every input",
         "",
-        "Exit codes in command order (info / convert / restore, or zoo list / restore --model fm; "
-        "`!` marks an unclean one), and the last stderr line of the last command that failed.",
+        "Exit codes in command order (info / convert / restore; zoo list / restore --model fm; "
+        "or restore by names / restore the folder; `!` marks an unclean one), the last stderr "
+        "line of the last command that failed, and what was wrong with any command's results.",
         "",
         markdown_table(["case", "input", "exit codes", "message"], rows),
         "",
