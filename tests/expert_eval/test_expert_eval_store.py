@@ -388,7 +388,9 @@ def test_a_process_killed_mid_submission_leaves_a_consistent_database(
         _run_child(db_path, f"free-{k}", kill_after=after)
         store = ExpertStore(db_path)
         _assert_consistent(store, study)
-        assert len(store.answered_trials(f"free-{k}")) in (after, after + 1)
+        # Every answer the child reported stored is there (it may have stored more before the
+        # kill landed: how many depends on the scheduler, so only the lower bound is exact).
+        assert len(store.answered_trials(f"free-{k}")) >= after
 
 
 def test_register_study_is_idempotent_and_refuses_a_changed_study(tmp_path, make_study):

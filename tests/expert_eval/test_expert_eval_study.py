@@ -234,11 +234,12 @@ def test_cli_prepare_writes_a_study(tiny_zoo, tmp_path, capsys, single_thread):
 def test_sr_study_outputs_have_k_times_the_lines(tiny_zoo, tmp_path, single_thread):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    low = np.random.default_rng(0).normal(size=(16, 64)).astype(np.float32) * 1e-10
+    # 32 lines: 8 at the x4 line pitch, 32 on the model's grid, the smallest frame it takes
+    low = np.random.default_rng(0).normal(size=(32, 64)).astype(np.float32) * 1e-10
     np.save(inputs / "low.npy", low)
     study = sm.prepare(
         inputs, "sr4", ["classical", "fm-small-2"], tmp_path / "s", zoo_path=tiny_zoo, device="cpu"
     )
-    assert study.task == "sr4" and study.inputs[0].shape == (16, 64)
+    assert study.task == "sr4" and study.inputs[0].shape == (32, 64)
     for output in study.trials[0].outputs:
-        assert np.load(study.output_path(output.output_id)).shape == (64, 64)
+        assert np.load(study.output_path(output.output_id)).shape == (128, 64)
