@@ -304,7 +304,7 @@ def restore(
         scan, result, std, plan, model.config.pixel_size_nm, factor, no_resample
     )
     for warning in warnings:
-        log.info("%s: %s", scan.describe(), warning)
+        log.debug("%s: %s", scan.describe(), warning)
     notify(1.0, "done")
     return Result(
         restored, std, stack if samples > 1 else None, seconds, label, warnings, input=scan

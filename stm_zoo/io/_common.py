@@ -295,7 +295,8 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
     if not folder.is_dir():
         raise file_error(path, f"cannot write: the folder {folder} does not exist")
     # Not mkstemp: its 0600 mode would stay on the result; open(..., "x") honours the umask.
-    tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    # A short name of its own: the target's name may already be near the 255-byte limit.
+    tmp = folder / f".stm-zoo-{secrets.token_hex(6)}.tmp"
     try:
         tmp.open("xb").close()
         write(tmp)
