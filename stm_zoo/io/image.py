@@ -174,7 +174,9 @@ def _read_npy(path: Path, size: int) -> np.ndarray:
         )
     with reading(path, "NumPy .npy"):
         array = np.load(path, allow_pickle=False)
-    return np.asarray(array, dtype=np.float32).reshape(image_shape)
+    # Values beyond float32's range become +-inf on purpose: restore repairs them as glitches.
+    with np.errstate(over="ignore"):
+        return np.asarray(array, dtype=np.float32).reshape(image_shape)
 
 
 def _read_pillow(path: Path, size: int) -> tuple[np.ndarray, dict[str, Any]]:
