@@ -7,22 +7,11 @@ from pathlib import Path
 import pytest
 
 from stm_zoo import app_support
+from stm_zoo.nn import UNetConfig
 from stm_zoo.zoo import EntryConfig, default_model, synthetic_score, write_entry
 
-NET = {
-    "channels": [8, 16],
-    "blocks_per_level": [1, 1],
-    "middle_blocks": 1,
-    "norm_groups": 4,
-    "in_channels": 2,
-    "out_channels": 1,
-    "attention": False,
-    "attention_heads": 4,
-    "time_conditioning": True,
-    "time_scale": 1.0,
-    "dropout": 0.0,
-    "patch_size": 1,
-}
+# A tiny 2-level network; its config as the card stores it.
+NET = UNetConfig(channels=(8, 16), blocks_per_level=(1, 1), norm_groups=4, time_scale=1.0).to_dict()
 
 
 def entry(
