@@ -78,14 +78,15 @@ def scan_tiles(
         (n, tile, tile) float32 tiles in [-1, 1], row-major over the scan; (0, tile, tile) when the
         scan is smaller than one tile.
     """
+    from stm_zoo.inference import sr_input_frame
     from stm_zoo.preprocess import prepare
 
     if scan.pixel_size_assumed:
-        # No physical size in the file (png, tiff, npy): assume the models' pitch along x and,
-        # for a low-resolution SR input, lines `factor` times as far apart.
+        # No physical size in the file (png, tiff, npy): the models' pitch along x and, for a
+        # low-resolution SR input, lines `factor` times as far apart, as `restore` reads it.
         h, w = scan.shape
         pitch_m = model_pixel_size_nm * 1e-9
-        scan = scan.replace(scan_size_m=(w * pitch_m, h * pitch_m * factor))
+        scan = sr_input_frame(scan.replace(scan_size_m=(w * pitch_m, h * pitch_m)), factor)
     scan = scan.crop_valid()
     px_x_nm, px_y_nm = (p * 1e9 for p in scan.pixel_size_m)
     image, _ = prepare(

@@ -36,7 +36,7 @@ import numpy as np
 from stm_zoo import limits as engine_limits
 from stm_zoo.app_previews import remove_plane, robust_range
 from stm_zoo.errors import STMFileError, StmZooError
-from stm_zoo.inference import Progress, Result, restore
+from stm_zoo.inference import Progress, Result, restore, sr_input_frame
 from stm_zoo.io import (
     FORMAT_NAMES,
     detect_format,
@@ -798,10 +798,7 @@ def read_scan(
     check_announced(path, limits)
     scan = load_scan(path, channel or "Z", direction or "forward", scan_size_nm)
     check_pixels(path.name, scan.shape, limits)
-    factor = SR_FACTOR.get(task, 1)
-    if factor > 1 and scan.pixel_size_assumed:
-        width_m, height_m = scan.scan_size_m
-        scan = scan.replace(scan_size_m=(width_m, height_m * factor))
+    scan = sr_input_frame(scan, SR_FACTOR.get(task, 1))  # as `restore` reads it (idempotent)
     return engine_limits.repair_input(scan).scan if repair else scan
 
 
