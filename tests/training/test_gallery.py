@@ -88,7 +88,6 @@ def test_gallery_of_the_real_reference_scan(shared_data, tmp_path):
 
 
 def test_gallery_of_a_simulated_scan(tmp_path):
-    pytest.importorskip("training.simulate", reason="the simulator is not in this checkout")
     out = tmp_path / "simulated.png"
     assert main(["gallery", "--out", str(out), "--seed", "3", "--candidates", "2"]) == 0
     assert out.stat().st_size > 50_000

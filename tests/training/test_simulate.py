@@ -199,9 +199,8 @@ def test_cli_writes_npy_files_and_manifest(tmp_path, capsys):
 
 
 def test_cli_sxm_round_trip(tmp_path):
-    io = pytest.importorskip("stm_zoo.io")
-    if not hasattr(io, "save_scan"):
-        pytest.skip("stm_zoo.io.save_scan is not available")
+    from stm_zoo import io
+
     out = tmp_path / "sims"
     assert training_main(["simulate", "--n", "1", "--out", str(out), "--size", "32", "--sxm"]) == 0
     manifest = json.loads((out / "simulation.json").read_text())
