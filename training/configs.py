@@ -263,6 +263,7 @@ CPU_RECIPE: dict[str, Any] = dict(
     prediction="x0",
     time_sampling="grid",
     global_context=True,
+    weights_dtype="bfloat16",
 )
 """The fields the `@cpu` presets share (`_cpu_budget`)."""
 

@@ -129,6 +129,9 @@ def test_presets_cover_every_zoo_entry_with_the_paper_networks():
     assert full == keys and len(full) == 18
     # The CPU presets: the small nets, and the autoencoder baseline (the paper's only AE is large).
     assert cpu == {k.subdir for k in registry() if k.size == "small" or k.family == "ae"}
+    for name in ZOO_CONFIGS:  # CPU entries are published in bf16, as the bundled ones are
+        if name.endswith(CPU_SUFFIX):
+            assert ZOO_CONFIGS[name].weights_dtype == "bfloat16", name
     for name, config in ZOO_CONFIGS.items():
         assert config.key.subdir == name.removesuffix(CPU_SUFFIX)
         net = tr.network_config(config)
