@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stm_zoo.errors import StmZooError
-from stm_zoo.io.scan import Scan
+from stm_zoo.io.scan import Scan, sr_input_frame
 from stm_zoo.limits import (
     MAX_GRID_PIXELS,
     MAX_INPUT_PIXELS,
@@ -154,28 +154,6 @@ def make_tile_fn(model: LoadedModel, steps: int, name: str = "the scan"):
         return (fit_back(out_np, normed) + 1.0) / 2.0 * span + lo
 
     return run
-
-
-_SR_FRAME = "stm_zoo.sr_line_pitch_factor"
-"""Metadata key marking a size-less SR input whose frame `sr_input_frame` already stretched."""
-
-
-def sr_input_frame(scan: Scan, factor: int) -> Scan:
-    """The frame of a super-resolution input, as every entry point (API, CLI, app, evaluation,
-    expert study) reads it.
-
-    A scan without a physical size (png, tiff, npy; `pixel_size_assumed`) has square pixels of
-    the assumed width; as the input of an x`factor` super-resolution, its lines are taken to be
-    `factor` times further apart than its pixels (a `factor` times faster scan of a square-pixel
-    frame), so its frame is `factor` times taller. A scan with a physical size, or a restore
-    input (`factor` 1), comes back unchanged; so does a scan this was already applied to.
-    """
-    if factor == 1 or not scan.pixel_size_assumed or scan.metadata.get(_SR_FRAME) == factor:
-        return scan
-    width_m, height_m = scan.scan_size_m
-    return scan.replace(
-        scan_size_m=(width_m, height_m * factor), metadata={**scan.metadata, _SR_FRAME: factor}
-    )
 
 
 def restore(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stm_zoo.errors import StmZooError
-from stm_zoo.io.scan import Scan
+from stm_zoo.io.scan import KEPT_ROWS, Scan, longest_run
 
 MAX_INPUT_PIXELS = 4096 * 4096
 MAX_GRID_PIXELS = 4096 * 4096
@@ -209,7 +209,7 @@ def repair_input(scan: Scan) -> RepairedInput:
             f"{scan.describe()} holds no usable scan line (all NaN, inf or glitches): check the "
             "file in its instrument software, or pick another channel (--channel)."
         )
-    start, stop = _longest_run(good_lines)
+    start, stop = longest_run(good_lines)
     warnings = []
     if (start, stop) != (0, h):
         warnings.append(
@@ -221,6 +221,7 @@ def repair_input(scan: Scan) -> RepairedInput:
             scan_size_m=(scan.scan_size_m[0], scan.scan_size_m[1] * (stop - start) / h),
         )
         scan.history.append(f"crop_valid: kept rows {start}..{stop - 1}")
+        scan.metadata[KEPT_ROWS] = (start, stop, h)
         bad = bad[start:stop]
     if bad.any():
         values = data[start:stop][bad].astype(np.float64)
@@ -244,19 +245,6 @@ def repair_input(scan: Scan) -> RepairedInput:
         repaired.history.append(f"stm-zoo repair: {done}")
         scan = repaired
     return RepairedInput(scan, warnings)
-
-
-def _longest_run(flags: np.ndarray) -> tuple[int, int]:
-    """(start, stop) of the longest run of True in a 1-D bool array (first one on ties)."""
-    best, start = (0, 0), None
-    for i, ok in enumerate([*flags, False]):
-        if ok and start is None:
-            start = i
-        elif not ok and start is not None:
-            if i - start > best[1] - best[0]:
-                best = (start, i)
-            start = None
-    return best
 
 
 def is_flat(data: np.ndarray, unit: str) -> bool:

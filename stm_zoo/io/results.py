@@ -27,7 +27,7 @@ import numpy as np
 from stm_zoo.io import gwy, sxm
 from stm_zoo.io._common import file_error, reading
 from stm_zoo.io.api import FORMAT_NAMES, detect_format, load_all_scans, save_scan
-from stm_zoo.io.scan import Scan
+from stm_zoo.io.scan import KEPT_ROWS, SR_FRAME, Scan, longest_run, sr_input_frame
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,9 @@ def save_result(
         save_scan([result, *extras], path)
         return [path]
     originals = load_all_scans(source, scan_size_nm)
+    # A size-less SR input's frame as `restore` read it, so that input and result agree.
+    stretch = restored.metadata.get(SR_FRAME, 1)
+    originals = [sr_input_frame(o, stretch) for o in originals]
     origin = _origin(restored, originals)
     if origin is not None:
         result, extras = _on_grid(result, origin), [_on_grid(s, origin) for s in extras]
@@ -145,12 +148,20 @@ def _origin(restored: Scan, originals: Sequence[Scan]) -> Scan | None:
 
 
 def _on_grid(scan: Scan, origin: Scan) -> Scan:
-    """`scan` on the pixel grid of `origin`: the same when it fits, NaN lines where the engine
-    restored only the valid block of an aborted scan; otherwise (super-resolved) unchanged."""
+    """`scan` on the pixel grid of `origin`: the same when it fits; NaN lines around it where
+    the engine restored only part of the lines of an aborted scan (the rows it kept are in
+    `metadata[KEPT_ROWS]`); otherwise (super-resolved, k times the lines) unchanged."""
     if scan.shape == origin.shape:
         return scan.replace(scan_size_m=origin.scan_size_m)
-    start, stop = origin.valid_block()
-    if scan.shape != (stop - start, origin.shape[1]):
+    h, w = origin.shape
+    kept = scan.metadata.get(KEPT_ROWS)
+    if kept is not None and kept[2] == h:
+        start, stop = int(kept[0]), int(kept[1])
+    elif origin.valid_rows().any():
+        start, stop = longest_run(origin.valid_rows())
+    else:
+        return scan
+    if scan.shape != (stop - start, w):
         return scan
     data = np.full(origin.shape, np.nan, dtype=np.float32)
     data[start:stop] = scan.data

@@ -21,6 +21,42 @@ import numpy as np
 
 from stm_zoo.errors import StmZooError
 
+KEPT_ROWS = "stm_zoo.kept_rows"
+"""Metadata key of a scan cut from a taller one: (start, stop, lines of the original)."""
+SR_FRAME = "stm_zoo.sr_line_pitch_factor"
+"""Metadata key of a size-less scan whose frame `sr_input_frame` stretched, and by how much."""
+
+
+def longest_run(flags: np.ndarray) -> tuple[int, int]:
+    """(start, stop) of the longest run of True in a 1-D bool array (the first one on ties)."""
+    best, start = (0, 0), None
+    for i, ok in enumerate([*flags, False]):
+        if ok and start is None:
+            start = i
+        elif not ok and start is not None:
+            if i - start > best[1] - best[0]:
+                best = (start, i)
+            start = None
+    return best
+
+
+def sr_input_frame(scan: Scan, factor: int) -> Scan:
+    """The frame of a super-resolution input, as every entry point (API, CLI, app, evaluation,
+    expert study, the result writer) reads it.
+
+    A scan without a physical size (png, tiff, npy; `pixel_size_assumed`) has square pixels of
+    the assumed width; as the input of an x`factor` super-resolution, its lines are taken to be
+    `factor` times further apart than its pixels (a `factor` times faster scan of a square-pixel
+    frame), so its frame is `factor` times taller. A scan with a physical size, a restore input
+    (`factor` 1), or a scan whose frame was already read this way comes back unchanged.
+    """
+    if factor == 1 or not scan.pixel_size_assumed or SR_FRAME in scan.metadata:
+        return scan
+    width_m, height_m = scan.scan_size_m
+    return scan.replace(
+        scan_size_m=(width_m, height_m * factor), metadata={**scan.metadata, SR_FRAME: factor}
+    )
+
 
 @dataclass
 class Scan:
@@ -94,19 +130,12 @@ class Scan:
             StmZooError: when no row is valid.
         """
         valid = self.valid_rows()
-        if valid.all():
-            return 0, len(valid)
         if not valid.any():
-            raise StmZooError(f"{self.describe()} holds no complete scan line.")
-        best_start, best_len, start = 0, 0, None
-        for i, ok in enumerate([*valid, False]):
-            if ok and start is None:
-                start = i
-            elif not ok and start is not None:
-                if i - start > best_len:
-                    best_start, best_len = start, i - start
-                start = None
-        return best_start, best_start + best_len
+            raise StmZooError(
+                f"{self.describe()} holds no complete scan line: every line has a NaN or inf "
+                "pixel; check the file in its instrument software or pick another channel."
+            )
+        return longest_run(valid)
 
     def crop_valid(self) -> Scan:
         """The largest block of consecutive fully valid rows, with the physical height rescaled.
@@ -124,6 +153,7 @@ class Scan:
             scan_size_m=(self.scan_size_m[0], self.scan_size_m[1] * best_len / h),
         )
         cropped.history.append(f"crop_valid: kept rows {best_start}..{best_start + best_len - 1}")
+        cropped.metadata[KEPT_ROWS] = (best_start, best_start + best_len, h)
         return cropped
 
     def replace(self, **changes: Any) -> Scan:

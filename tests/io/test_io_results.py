@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from stm_zoo.io import (
+    Scan,
     STMFileError,
     list_channels,
     load_all_scans,
@@ -215,3 +216,70 @@ def _scan(shape: tuple[int, int], channel: str = "Z", unit: str = "m"):
 
     data = np.arange(shape[0] * shape[1], dtype=np.float32).reshape(shape) * 1e-11
     return Scan(data, unit=unit, channel=channel, scan_size_m=(6e-9, shape[0] * 1e-9))
+
+
+# The engine and the writer agree on which lines a result covers (found in review).
+
+
+def _two_channel_sxm(path, z: np.ndarray) -> None:
+    current = np.random.default_rng(1).normal(size=z.shape).astype(np.float32) * 1e-10
+    size = (12.5e-9, 12.5e-9 * z.shape[0] / z.shape[1])
+    save_scan(
+        [Scan(z, channel="Z", scan_size_m=size), Scan(current, "A", "Current", scan_size_m=size)],
+        path,
+    )
+
+
+def _surface(shape) -> np.ndarray:
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    rng = np.random.default_rng(0)
+    return ((0.03 * np.cos(x / 0.63) + 0.01 * rng.standard_normal(shape)) * 1e-9).astype("f4")
+
+
+def test_super_resolving_a_scan_with_a_dead_column_writes_everything(tmp_path):
+    """No line is complete (one NaN column): restore inpaints it; the writer must not need one."""
+    from stm_zoo.__main__ import main
+
+    z = _surface((64, 128))
+    z[:, 10] = np.nan
+    _two_channel_sxm(tmp_path / "c.sxm", z)
+    args = ["restore", str(tmp_path / "c.sxm"), "--task", "sr2", "--model", "classical"]
+    assert main([*args, "--format", "gwy", "-o", str(tmp_path / "out")]) == 0
+    (written,) = (tmp_path / "out").glob("*.gwy")
+    channels = {s.channel for s in load_all_scans(written)}
+    assert {"Z", "Current", "Z_sr2_classical"} <= channels
+
+
+def test_an_aborted_scan_keeps_its_other_channels_when_the_last_line_is_mostly_done(tmp_path):
+    """The engine keeps a line with up to half its pixels missing; the writer follows it."""
+    from stm_zoo.__main__ import main
+
+    z = _surface((64, 64))
+    z[40:] = np.nan
+    z[39, 45:] = np.nan  # the last line is 70 % done: kept (and inpainted) by the engine
+    _two_channel_sxm(tmp_path / "a.sxm", z)
+    assert (
+        main(
+            ["restore", str(tmp_path / "a.sxm"), "--model", "classical", "-o", str(tmp_path / "o")]
+        )
+        == 0
+    )
+    (written,) = (tmp_path / "o").glob("*.sxm")
+    scans = {s.channel: s for s in load_all_scans(written)}
+    assert {"Z", "Current", "Z_restore_classical"} <= set(scans)
+    result = scans["Z_restore_classical"].data
+    assert np.isfinite(result[:40]).all() and np.isnan(result[40:]).all()
+
+
+def test_a_sizeless_sr_result_and_its_input_share_one_frame(tmp_path):
+    """A size-less input is read as a k times faster scan by `restore` and by the writer."""
+    from stm_zoo.__main__ import main
+
+    np.save(tmp_path / "low.npy", _surface((64, 128)))
+    args = ["restore", str(tmp_path / "low.npy"), "--task", "sr2", "--model", "classical"]
+    assert main([*args, "--format", "gwy", "-o", str(tmp_path / "o")]) == 0
+    (written,) = (tmp_path / "o").glob("*.gwy")
+    frames = {s.channel: s.scan_size_m for s in load_all_scans(written)}
+    assert len(set(frames.values())) == 1, frames
+    width, height = next(iter(frames.values()))
+    assert height == pytest.approx(width)  # 64 lines twice as far apart as 128 square pixels
