@@ -85,14 +85,22 @@ def glitch_mask(image: np.ndarray) -> np.ndarray:
         r = _NEIGHBOURHOOD
         padded = np.pad(clean, r, mode="reflect" if min(arr.shape) > r else "edge")
         offsets = np.arange(-r, r + 1)
-        patches = padded[
-            (ys + r)[:, None, None] + offsets[None, :, None],
-            (xs + r)[:, None, None] + offsets[None, None, :],
-        ]
-        local = np.median(patches.reshape(len(ys), -1), axis=1)
-        isolated = np.abs(clean[ys, xs] - local) > limit
-        bad[ys[isolated], xs[isolated]] = True
+        # In chunks: a frame whose median sits on a flat terrace may have millions of candidates
+        # (a large island), and 49 float64 values each would take gigabytes at once.
+        for k in range(0, ys.size, _CANDIDATES_PER_CHUNK):
+            y, x = ys[k : k + _CANDIDATES_PER_CHUNK], xs[k : k + _CANDIDATES_PER_CHUNK]
+            patches = padded[
+                (y + r)[:, None, None] + offsets[None, :, None],
+                (x + r)[:, None, None] + offsets[None, None, :],
+            ]
+            local = np.median(patches.reshape(len(y), -1), axis=1)
+            isolated = np.abs(clean[y, x] - local) > limit
+            bad[y[isolated], x[isolated]] = True
     return bad
+
+
+_CANDIDATES_PER_CHUNK = 65_536
+"""Spike candidates whose neighbourhoods `glitch_mask` gathers at once (~25 MB of float64)."""
 
 
 def inpaint(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
