@@ -219,6 +219,20 @@ def restore(
     check_pixels(scan.describe(), scan.shape, MAX_INPUT_PIXELS, "has", "crop it first")
     factor = SR_FACTOR[task]
     scan = sr_input_frame(scan, factor)
+    model = model or load_model(task, family, size, device=device, dtype=dtype)
+    if model.config.task != task:
+        raise StmZooError(f"Model {model.key} is for task {model.config.task}, not {task}.")
+
+    def grid_plan(scan: Scan) -> GridPlan:
+        return plan_grid(
+            scan,
+            model.config.pixel_size_nm,
+            factor,
+            no_resample=no_resample,
+            max_grid_pixels=max_grid_pixels,
+        )
+
+    grid_plan(scan)  # a frame beyond the limits is refused before the repair works on it
     repaired = repair_input(scan)
     warnings = list(repaired.warnings)
     scan = repaired.scan
@@ -229,16 +243,7 @@ def restore(
             f"the file carries no physical size: {scan.pixel_size_m[0] * 1e9:.4g} nm/px "
             f"assumed{lines}; give the scan width (--scan-size-nm) if that is wrong"
         )
-    model = model or load_model(task, family, size, device=device, dtype=dtype)
-    if model.config.task != task:
-        raise StmZooError(f"Model {model.key} is for task {model.config.task}, not {task}.")
-    plan = plan_grid(
-        scan,
-        model.config.pixel_size_nm,
-        factor,
-        no_resample=no_resample,
-        max_grid_pixels=max_grid_pixels,
-    )
+    plan = grid_plan(scan)  # again: cutting unfinished lines may leave too small a frame
     warnings += plan.warnings
     tile = tile or model.config.tile_size
     notify = progress or (lambda fraction, message: None)
