@@ -46,8 +46,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 MAX_PIXELS = MAX_INPUT_PIXELS
-NOTE_SCALE = 1.05
-"""Resampling by more than this (and up to `limits.NOTE_RESAMPLING`) gets an informational line."""
 LOW_RELIEF_M = 20e-12
 """Heights spanning less than this (plane-levelled, 0.5-99.5 %) are a nearly flat scan: under
 the ~50 pm dimer-row corrugation, at the level of instrument noise."""
@@ -342,7 +340,6 @@ def quality_warnings(
         no_resample: the model ran on the scan's own pixels.
     """
     checks: list[tuple[str, Callable[[], list[str]]]] = [
-        ("scale", lambda: _scale_note(scan, plan, model_pixel_nm, factor, no_resample)),
         ("relief", lambda: _relief_note(scan)),
         ("lattice", lambda: _lattice_notes(scan, result, factor)),
         ("uncertainty", lambda: _uncertainty_note(result, std, scan.unit)),
@@ -355,33 +352,6 @@ def quality_warnings(
             log.warning("the %s check failed on %s", name, scan.describe(), exc_info=True)
             notes.append(f"the {name} check could not run ({type(error).__name__}: {error})")
     return notes
-
-
-def _scale_note(
-    scan: Scan, plan: GridPlan, model_pixel_nm: float, factor: int, no_resample: bool
-) -> list[str]:
-    """The scale change to the model grid, from `NOTE_SCALE` up to where `plan_grid` reports it."""
-    if plan.warnings:  # plan_grid's warnings are all about the scale
-        return []
-    px_x_nm, px_y_nm = (p * 1e9 for p in scan.pixel_size_m)
-    if no_resample:
-        ratios = (px_x_nm / model_pixel_nm, px_y_nm / (model_pixel_nm * factor))
-        worst = max(ratios, key=lambda r: max(r, 1 / r))
-        if max(worst, 1 / worst) <= NOTE_SCALE:
-            return []
-        return [
-            f"processed at the file's own {px_x_nm:.4g} x {px_y_nm:.4g} nm/px, "
-            f"{worst if worst > 1 else 1 / worst:.2f}x {'coarser' if worst > 1 else 'finer'} "
-            f"than the {model_pixel_nm:.4g} nm/px the model was trained at"
-        ]
-    worst = min(plan.scale, key=lambda s: min(s, 1 / s))
-    if max(worst, 1 / worst) <= NOTE_SCALE:
-        return []
-    change = f"{1 / worst:.2f}x down" if worst < 1 else f"{worst:.2f}x up"
-    return [
-        f"resampled {change} ({px_x_nm:.4g} x {px_y_nm:.4g} nm/px to the model's "
-        f"{model_pixel_nm:.4g} nm/px) and back"
-    ]
 
 
 def _relief_note(scan: Scan) -> list[str]:

@@ -30,7 +30,7 @@ MAX_INPUT_PIXELS = 4096 * 4096
 MAX_GRID_PIXELS = 4096 * 4096
 MAX_DOWNSAMPLING = 4.0
 MAX_UPSAMPLING = 8.0
-NOTE_RESAMPLING = 2.0
+NOTE_RESAMPLING = 1.05
 """Resampling by more than this (either way) is reported in the warnings."""
 MIN_FRAME_PX = 32
 BAD_LINE_FRACTION = 0.5
@@ -122,7 +122,7 @@ def plan_grid(
             if max(ratio, 1 / ratio) > NOTE_RESAMPLING:
                 warnings.append(
                     f"processed at the file's own {px_x_nm:.4g} x {px_y_nm:.4g} nm/px, "
-                    f"{ratio if ratio > 1 else 1 / ratio:.1f}x "
+                    f"{ratio if ratio > 1 else 1 / ratio:.3g}x "
                     f"{'coarser' if ratio > 1 else 'finer'} than the {model_pixel_nm:.4g} nm/px "
                     "the model was trained at: features appear at a scale it never saw"
                 )
@@ -156,7 +156,7 @@ def plan_grid(
                 )
         worst = min(scale, key=lambda s: min(s, 1 / s))
         if max(worst, 1 / worst) > NOTE_RESAMPLING:
-            change = f"{1 / worst:.1f}x down" if worst < 1 else f"{worst:.1f}x up"
+            change = f"{1 / worst:.3g}x down" if worst < 1 else f"{worst:.3g}x up"
             warnings.append(
                 f"resampled {change} ({px_x_nm:.4g} x {px_y_nm:.4g} nm/px to the model's "
                 f"{model_pixel_nm:.4g} nm/px) and back"
