@@ -448,7 +448,7 @@ def robust_map(tiles):
     import torch  # only when given tensors: this module is otherwise numpy-only
 
     flat = tiles.reshape(*tiles.shape[:-2], -1).float()
-    low, high = torch.quantile(flat, torch.tensor(q, dtype=flat.dtype), dim=-1)
+    low, high = torch.quantile(flat, torch.tensor(q, dtype=flat.dtype, device=flat.device), dim=-1)
     return low[..., None, None].to(tiles.dtype), (high - low)[..., None, None].to(tiles.dtype)
 
 

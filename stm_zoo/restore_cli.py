@@ -31,15 +31,17 @@ MAX_NAME_BYTES = 240
 WRITABLE = ("sxm", "gwy", "png", "tiff", "npy")
 
 
-def collect_jobs(paths: list[Path]) -> list[tuple[Path, Path]]:
+def collect_jobs(paths: list[Path], out: Path | None = None) -> list[tuple[Path, Path]]:
     """(scan file, folder of its result relative to OUTDIR) for every input.
 
     Folders are expanded into the scan files they hold (MATRIX parameter files are not inputs),
     each with its subfolder relative to the folder given; files given directly go to OUTDIR.
+    Files inside `out` are results of an earlier run, not inputs, when a folder is expanded.
     """
     from stm_zoo.io import SUPPORTED_READ
 
     readable = tuple(ext.lower() for ext in SUPPORTED_READ)
+    results = out.resolve() if out is not None else None
     found: list[tuple[Path, Path]] = []
     for path in paths:
         if path.is_dir():
@@ -49,6 +51,7 @@ def collect_jobs(paths: list[Path]) -> list[tuple[Path, Path]]:
                 if p.is_file()
                 and p.name.lower().endswith(readable)
                 and not p.name.lower().endswith(".mtrx")  # MATRIX parameter files
+                and (results is None or not p.resolve().is_relative_to(results))
             )
         elif path.is_file():
             found.append((path, Path()))
@@ -239,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
     from stm_zoo.zoo import default_model, load_model, registry
 
     check_options(args)
-    jobs = plan_outputs(collect_jobs(args.inputs), args)
+    jobs = plan_outputs(collect_jobs(args.inputs, args.out), args)
     family, size = default_model(args.task)
     if args.model is not None and args.model != family:
         sizes = [k.size for k in registry() if k.family == args.model] or ["small"]

@@ -174,3 +174,18 @@ def test_bad_options_exit_2_with_one_sentence(tmp_path, two_channel_sxm, capsys,
     assert restore(source, "-o", tmp_path / "out", *option) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {message}")
+
+
+def test_results_inside_an_input_folder_are_not_restored_again(tmp_path):
+    """`restore data -o data/out` twice: the second run does not take the first run's results."""
+    from stm_zoo.__main__ import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "scan.npy", np.random.default_rng(0).normal(size=(64, 64)).astype("f4"))
+    out = data / "out"
+    for _ in range(2):
+        assert (
+            main(["restore", str(data), "--model", "classical", "-o", str(out), "--overwrite"]) == 0
+        )
+    assert sorted(p.name for p in out.rglob("*.npy")) == ["scan_Z-forward_restore.npy"]
