@@ -239,7 +239,8 @@ def restore(
         lines = f", lines {factor}x further apart (a {factor}x faster scan)" if factor > 1 else ""
         warnings.append(
             f"the file carries no physical size: {scan.pixel_size_m[0] * 1e9:.4g} nm/px "
-            f"assumed{lines}; give the scan width (--scan-size-nm) if that is wrong"
+            f'assumed{lines}; give the scan width (--scan-size-nm; in the app "Scan width in nm") '
+            "if that is wrong"
         )
     plan = grid_plan(scan)  # again: cutting unfinished lines may leave too small a frame
     warnings += plan.warnings

@@ -130,7 +130,8 @@ def plan_grid(
         if not sized:
             raise StmZooError(
                 f"{name} has no usable physical size ({px_x_nm:.4g} x {px_y_nm:.4g} nm/px): give "
-                "the scan width (--scan-size-nm) or process its own pixels (--no-resample)."
+                'the scan width (--scan-size-nm; in the app "Scan width in nm") or process its '
+                'own pixels (--no-resample; in the app "Use the file\'s own pixels").'
             )
         shape = model_grid(scan, model_pixel_nm, factor)
     lines, width = shape
@@ -207,7 +208,8 @@ def repair_input(scan: Scan) -> RepairedInput:
     if not good_lines.any():
         raise StmZooError(
             f"{scan.describe()} holds no usable scan line (all NaN, inf or glitches): check the "
-            "file in its instrument software, or pick another channel (--channel)."
+            "file in its instrument software, or pick another channel (--channel, or the app's "
+            "Channel picker)."
         )
     start, stop = longest_run(good_lines)
     warnings = []
@@ -293,9 +295,10 @@ def check_signal(scan: Scan) -> None:
     span = format_si(float(np.ptp(finite)) if finite.size else 0.0, scan.unit)
     others = signal_channels(scan)
     hint = (
-        f"restore one that carries signal: {', '.join(others)} (--channel {others[0]})"
+        f"restore one that carries signal: {', '.join(others)} (--channel {others[0]}, or the "
+        "app's Channel picker)"
         if others
-        else "restore a channel that carries signal (--channel)"
+        else "restore a channel that carries signal (--channel, or the app's Channel picker)"
     )
     mode = " (a constant-height scan?)" if scan.unit == "m" else ""
     raise StmZooError(
