@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from stm_zoo.errors import StmZooError
-from stm_zoo.io.cli_info import _PREFIXED_UNITS, _PREFIXES
+from stm_zoo.io.cli_info import si_scale
 from stm_zoo.io.scan import Scan
 
 # Units whose images are levelled for display: heights, and image codes (usually heights).
@@ -129,10 +129,7 @@ def display_unit(span: float, unit: str) -> tuple[float, str]:
     (1e-9, "nm") for 2 nm, (1e-12, "pA") for 40 pA); units without prefixes and unitless data
     (unit "") are shown as they are, (1.0, unit).
     """
-    if unit not in _PREFIXED_UNITS or not math.isfinite(span) or span <= 0:
-        return 1.0, unit
-    factor, prefix = next(((f, p) for f, p in reversed(_PREFIXES) if span >= f), _PREFIXES[0])
-    return factor, prefix + unit
+    return si_scale(span, unit) if span > 0 else (1.0, unit)
 
 
 def format_number(value: float) -> str:

@@ -44,10 +44,19 @@ def format_si(value: float | None, unit: str) -> str:
     """
     if value is None:
         return "unknown"
+    factor, label = si_scale(value, unit)
+    return f"{value / factor:.4g} {label}".strip()
+
+
+def si_scale(value: float, unit: str) -> tuple[float, str]:
+    """(factor, label) to show `value` (or values spanning it) in SI units: value / factor in
+    `label`, with the prefix that makes it read between 1 and 1000 ((1e-12, "pm") for 3e-10 m);
+    unitless data, units without a prefix table here, zero and non-finite values get (1.0, unit).
+    """
     if value == 0 or not math.isfinite(value) or unit not in _PREFIXED_UNITS:
-        return f"{value:.4g} {unit}".strip()
+        return 1.0, unit
     factor, prefix = next(((f, p) for f, p in reversed(_PREFIXES) if abs(value) >= f), _PREFIXES[0])
-    return f"{value / factor:.4g} {prefix}{unit}"
+    return factor, prefix + unit
 
 
 def format_info(info: dict[str, Any]) -> str:
