@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from stm_zoo.errors import StmZooError
+from stm_zoo.registry import DEFAULT_PIXEL_SIZE_NM
 from stm_zoo.zoo import EntryConfig, LoadedModel, resolve_device
 
 log = logging.getLogger(__name__)
@@ -259,7 +260,7 @@ def synthetic_scan(size: int = 512, seed: int = 0) -> np.ndarray:
     """
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    period_px = 0.768 / (100.0 / 512)  # dimer-row period 0.768 nm at 100 nm / 512 px
+    period_px = 0.768 / DEFAULT_PIXEL_SIZE_NM  # dimer-row period 0.768 nm at the paper's pitch
     image = 0.5 * np.cos(2 * np.pi * x / period_px) ** 2
     image += 0.2 * np.cos(2 * np.pi * y / (period_px / 2))
     for cy, cx in rng.uniform(0, size, (size // 16, 2)):

@@ -21,16 +21,12 @@ from typing import Any
 from stm_zoo import config_checks as checks
 from stm_zoo.errors import ModelNotFoundError, StmZooError
 from stm_zoo.methods import OUTPUT_RANGES, PREDICTIONS, Method, get_method
+from stm_zoo.registry import DEFAULT_PIXEL_SIZE_NM, FAMILIES, SIZES, SR_FACTOR, TASKS
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-TASKS = ("restore", "sr2", "sr4")
-FAMILIES = ("fm", "ddim", "ddim-fft", "ae", "classical")
-SIZES = ("small", "large")
 WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")
-SR_FACTOR = {"restore": 1, "sr2": 2, "sr4": 4}
-DEFAULT_PIXEL_SIZE_NM = 100.0 / 512  # the paper's scans: 512 px over 100 nm
 DEFAULT_REPO = "stm-zoo/stm-zoo"
 REPO_ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 CONFIG_NAME = "config.json"

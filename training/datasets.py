@@ -48,6 +48,7 @@ import torch
 from tqdm import tqdm
 
 from stm_zoo.errors import StmZooError
+from stm_zoo.registry import DEFAULT_PIXEL_SIZE_NM
 from training.degradations import (
     TARGET_SCALES,
     TARGETED,
@@ -70,7 +71,6 @@ SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = {"train": 2 / 3, "val": 2 / 9, "test": 1 / 9}
 SHARD_DTYPE = np.float16
 DEFAULT_SHARD_SIZE = 5000
-DEFAULT_PIXEL_SIZE_NM = 100.0 / 512
 # Generator streams: one per split and one per targeted set, so that no two sets share a sample.
 _SPLIT_STREAM = {"train": 0, "val": 1, "test": 2}
 _TARGETED_STREAM_BASE = 100

@@ -20,14 +20,13 @@ from typing import Any
 import numpy as np
 
 from stm_zoo.errors import STMFileError, StmZooError
+from stm_zoo.registry import DEFAULT_PIXEL_SIZE_NM
 
 # A 16384 px line or 2**26 px (8192 x 8192, 256 MiB as float32) is far beyond any STM scan; a
 # header announcing more is corrupt or hostile, and refusing it avoids a huge allocation.
 MAX_SIDE_PX = 16384
 MAX_PIXELS = 2**26
 
-# The paper's sampling: 512 px over 100 nm. Used when a file has no physical size.
-DEFAULT_PIXEL_SIZE_NM = 100.0 / 512
 
 _CHANNEL_ALIASES: tuple[frozenset[str], ...] = (
     frozenset({"z", "topography", "topo", "height", "heights", "z position"}),

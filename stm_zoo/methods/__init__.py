@@ -17,6 +17,7 @@ from functools import cache, partial
 from typing import TYPE_CHECKING
 
 from stm_zoo.errors import StmZooError
+from stm_zoo.registry import FAMILIES, FAMILY_SIZES, LEARNED_FAMILIES
 
 if TYPE_CHECKING:
     import torch
@@ -28,12 +29,6 @@ LossFn = Callable[..., "torch.Tensor"]
 
 SampleFn = Callable[..., "torch.Tensor"]
 """`sample(net, cond, steps, noise) -> (B, 1, H, W)` float32 restored images."""
-
-LEARNED_FAMILIES: tuple[str, ...] = ("fm", "ddim", "ddim-fft", "ae")
-"""The families with a network, in the paper's order."""
-
-FAMILIES: tuple[str, ...] = (*LEARNED_FAMILIES, "classical")
-"""Every family name, the non-learned `classical` baseline included."""
 
 
 @dataclass(frozen=True)
@@ -87,13 +82,12 @@ class Method:
 def _methods() -> dict[str, Method]:
     from stm_zoo.methods import autoencoder, ddim, flow_matching
 
-    both = ("small", "large")
     fm_scale = flow_matching.FM_TIME_SCALE
     methods = [
-        Method("fm", flow_matching.loss, flow_matching.sample, True, both, fm_scale),
-        Method("ddim", ddim.loss, ddim.sample, True, both, 1.0),
-        Method("ddim-fft", ddim.loss_fft, ddim.sample, True, ("large",), 1.0),
-        Method("ae", autoencoder.loss, autoencoder.sample, False, ("large",), None),
+        Method("fm", flow_matching.loss, flow_matching.sample, True, FAMILY_SIZES["fm"], fm_scale),
+        Method("ddim", ddim.loss, ddim.sample, True, FAMILY_SIZES["ddim"], 1.0),
+        Method("ddim-fft", ddim.loss_fft, ddim.sample, True, FAMILY_SIZES["ddim-fft"], 1.0),
+        Method("ae", autoencoder.loss, autoencoder.sample, False, FAMILY_SIZES["ae"], None),
     ]
     return {method.name: method for method in methods}
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from stm_zoo.errors import StmZooError
+from stm_zoo.registry import SR_FACTOR, TASKS
 from training.degradations import (
     blunt_tip,
     crop,
@@ -53,10 +54,9 @@ from training.degradations.tip_change import TipChangeConfig, TipChangeParams
 
 log = logging.getLogger(__name__)
 
-TASKS = ("restore", "sr2", "sr4")
 TARGET_SCALES = ("own", "degraded")
 TARGETED = ("multi_tip", "misalignment", "tip_change", "blunt_tip", "scan_lines", "low_res")
-SR_FACTORS = {"sr2": 2, "sr4": 4}
+SR_FACTORS = {task: k for task, k in SR_FACTOR.items() if k > 1}
 
 # The artefacts that fire with a probability, by their record name and DegradationConfig field.
 _RANDOM_ARTEFACTS = ("multi_tip", "misalignment", "blunt_tip", "tip_change", "scan_lines")

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from stm_zoo.lattice import power_spectrum, row_peaks
+from stm_zoo.registry import DEFAULT_PIXEL_SIZE_NM
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Compare realism statistics of simulated scans with the real reference scan.",
     )
     parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE)
-    parser.add_argument("--reference-pixel-nm", type=float, default=100.0 / 512)
+    parser.add_argument("--reference-pixel-nm", type=float, default=DEFAULT_PIXEL_SIZE_NM)
     parser.add_argument("--n", type=int, default=12, help="number of simulated scans")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first simulated scan")
     parser.add_argument("--json", type=Path, help="also write all numbers to this JSON file")

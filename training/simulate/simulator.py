@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from stm_zoo.errors import StmZooError
+from stm_zoo.registry import DEFAULT_PIXEL_SIZE_NM
 from training.simulate import defects as defects_mod
 from training.simulate import lattice, scanning
 from training.simulate.params import DrawnParams, SimulationParams
@@ -34,7 +35,6 @@ from training.simulate.params import DrawnParams, SimulationParams
 if TYPE_CHECKING:
     from stm_zoo.io.scan import Scan
 
-DEFAULT_PIXEL_SIZE_NM = 100.0 / 512  # the paper's 100 nm / 512 px frames
 UNSTABLE_SPREAD_NM = 0.4  # the junction is unsettled a little beyond a vacancy's footprint
 
 
