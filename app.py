@@ -116,6 +116,24 @@ def _gpu_duration(
 _run_restore_on_gpu = support.zero_gpu(_run_restore, duration=_gpu_duration)
 
 
+def picture(
+    label: str,
+    elem_id: str | None = None,
+    buttons: list[str] | None = None,
+    visible: bool = True,
+) -> gr.Image:
+    """A server-rendered PNG view: not editable, with a fullscreen button (and others)."""
+    return gr.Image(
+        label=label,
+        type="numpy",
+        format="png",
+        interactive=False,
+        buttons=buttons or ["fullscreen"],
+        elem_id=elem_id,
+        visible=visible,
+    )
+
+
 def restore_tab(ctx: AppContext) -> None:
     """Upload, pick a model, restore; before/after, uncertainty and full-precision downloads."""
     limits = ctx.limits
@@ -211,28 +229,11 @@ def restore_tab(ctx: AppContext) -> None:
                     elem_id="restore-slider",
                 )
                 with gr.Row():
-                    before = gr.Image(
-                        label="Input",
-                        type="numpy",
-                        format="png",
-                        interactive=False,
-                        buttons=["fullscreen"],
-                    )
-                    after = gr.Image(
-                        label="Result (same colour scale)",
-                        type="numpy",
-                        format="png",
-                        interactive=False,
-                        elem_id="restore-result",
-                        buttons=["fullscreen"],
-                    )
-                uncertainty = gr.Image(
-                    label="Uncertainty: per-pixel std across samples (bright = the model guesses)",
-                    type="numpy",
-                    format="png",
-                    interactive=False,
+                    before = picture("Input")
+                    after = picture("Result (same colour scale)", elem_id="restore-result")
+                uncertainty = picture(
+                    "Uncertainty: per-pixel std across samples (bright = the model guesses)",
                     visible=False,
-                    buttons=["fullscreen"],
                 )
                 summary = gr.Markdown()
                 downloads = gr.File(
@@ -258,21 +259,13 @@ def restore_tab(ctx: AppContext) -> None:
                         scale=3,
                         elem_id="profile-index",
                     )
-                profile = gr.Image(
-                    label="Line profile: input and result",
-                    type="numpy",
-                    format="png",
-                    interactive=False,
-                    buttons=["download", "fullscreen"],
-                    elem_id="restore-profile",
+                profile = picture(
+                    "Line profile: input and result", "restore-profile", ["download", "fullscreen"]
                 )
-                spectra = gr.Image(
-                    label="Power spectra (FFT): input and result on one scale",
-                    type="numpy",
-                    format="png",
-                    interactive=False,
-                    buttons=["download", "fullscreen"],
-                    elem_id="restore-fft",
+                spectra = picture(
+                    "Power spectra (FFT): input and result on one scale",
+                    "restore-fft",
+                    ["download", "fullscreen"],
                 )
         shown = gr.State(None)  # the scans behind the previews: re-colouring, profiles, spectra
 
