@@ -1,8 +1,8 @@
 """stm-zoo web app (Gradio 6): restore and super-resolve STM scans in the browser.
 
-Wiring only. The logic lives in `stm_zoo.app_support` (uploads, limits, downloads, the model
-cache, ZeroGPU), `stm_zoo.app_previews` (8-bit previews with scale and colour bars),
-`stm_zoo.app_plots` (power spectra, line profiles) and `training.explorer` (example scans, the
+Wiring only. The logic lives in the `webapp` package (limits, uploads, models and ZeroGPU,
+restoring an upload and its downloads, the model status and zoo table, previews with scale and
+colour bars, power spectra and line profiles) and `training.explorer` (example scans, the
 degradation explorer).
 `build_app()` composes one function per tab; another tab is one more call there.
 
@@ -39,12 +39,33 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import gradio as gr  # noqa: E402
 
 from expert_eval.ui import expert_tab
-from stm_zoo import app_plots as plots
-from stm_zoo import app_previews as previews
-from stm_zoo import app_support as support
 from stm_zoo.errors import StmZooError
-from stm_zoo.zoo import zoo_dir, zoo_repo
+from stm_zoo.zoo import resolve_device, zoo_dir, zoo_repo
 from training import explorer as synthetic
+from webapp import plots, previews
+from webapp.limits import AppLimits, announced_shape
+from webapp.models import (
+    FAMILY_LABELS,
+    TASK_LABELS,
+    ModelCache,
+    all_sizes,
+    default_model,
+    device_choices,
+    gpu_seconds,
+    sizes_for,
+    zero_gpu,
+)
+from webapp.restoring import (
+    RestoreOptions,
+    RestoreOutcome,
+    describe_result,
+    describe_scan,
+    inspect_upload,
+    restore_upload,
+)
+from webapp.status import model_status
+from webapp.uploads import ACCEPTED_TEXT, upload_paths
+from webapp.zoo_table import ZOO_COLUMNS, zoo_rows
 
 log = logging.getLogger("stm_zoo.app")
 
@@ -61,12 +82,12 @@ CSS = """
 class AppContext:
     """What the tabs share (the loaded models are per process: `MODELS`)."""
 
-    limits: support.AppLimits = field(default_factory=support.AppLimits.from_env)
+    limits: AppLimits = field(default_factory=AppLimits.from_env)
 
 
 # One cache per process, shared by every session; module-level so that the ZeroGPU function,
 # decorated at import time, sees it too.
-MODELS = support.ModelCache()
+MODELS = ModelCache()
 
 
 @contextmanager
@@ -94,26 +115,26 @@ def _positive_or_none(value: float | None) -> float | None:
 
 
 def _run_restore(
-    files: Any, options: support.RestoreOptions, limits: support.AppLimits, progress: Any = None
-) -> support.RestoreOutcome:
+    files: Any, options: RestoreOptions, limits: AppLimits, progress: Any = None
+) -> RestoreOutcome:
     def notify(fraction: float, message: str) -> None:
         if progress is not None:
             progress(fraction, desc=message)
 
-    return support.restore_upload(files, options, MODELS, limits, notify)
+    return restore_upload(files, options, MODELS, limits, notify)
 
 
 def _gpu_duration(
-    files: Any, options: support.RestoreOptions, limits: support.AppLimits, progress: Any = None
+    files: Any, options: RestoreOptions, limits: AppLimits, progress: Any = None
 ) -> int:
     shape = None
     with suppress(StmZooError, IndexError, OSError):
-        shape = support.announced_shape(support.upload_paths(files)[0])
-    return support.gpu_seconds(shape, options.steps, options.samples)
+        shape = announced_shape(upload_paths(files)[0])
+    return gpu_seconds(shape, options.steps, options.samples)
 
 
 # Decorated at import time, as ZeroGPU requires; a plain function off Hugging Face Spaces.
-_run_restore_on_gpu = support.zero_gpu(_run_restore, duration=_gpu_duration)
+_run_restore_on_gpu = zero_gpu(_run_restore, duration=_gpu_duration)
 
 
 def picture(
@@ -138,9 +159,9 @@ def restore_tab(ctx: AppContext) -> None:
     """Upload, pick a model, restore; before/after, uncertainty and full-precision downloads."""
     limits = ctx.limits
     examples = synthetic.example_scans()
-    task_choices = [(label, key) for key, label in support.TASK_LABELS.items()]
-    family_choices = [(label, key) for key, label in support.FAMILY_LABELS.items()]
-    default_family, default_size = support.default_model("restore")
+    task_choices = [(label, key) for key, label in TASK_LABELS.items()]
+    family_choices = [(label, key) for key, label in FAMILY_LABELS.items()]
+    default_family, default_size = default_model("restore")
 
     # Rendered further down the column; created first so the examples above it can fill it.
     task = gr.Radio(task_choices, value="restore", label="Task", render=False)
@@ -155,7 +176,7 @@ def restore_tab(ctx: AppContext) -> None:
                     elem_id="restore-upload",
                 )
                 gr.Markdown(
-                    f"Accepted: {support.ACCEPTED_TEXT}; select both MATRIX files together.",
+                    f"Accepted: {ACCEPTED_TEXT}; select both MATRIX files together.",
                     elem_classes="stm-note",
                 )
                 gr.Examples(
@@ -184,13 +205,13 @@ def restore_tab(ctx: AppContext) -> None:
                 with gr.Row():
                     family = gr.Dropdown(family_choices, value=default_family, label="Model")
                     size = gr.Dropdown(
-                        list(support.all_sizes()),
+                        list(all_sizes()),
                         value=default_size,
                         label="Size",
                         interactive=default_family != "classical",
                     )
                 status = gr.Markdown(
-                    support.model_status("restore", default_family, default_size),
+                    model_status("restore", default_family, default_size),
                     elem_classes="stm-note",
                 )
                 steps = gr.Slider(
@@ -205,7 +226,7 @@ def restore_tab(ctx: AppContext) -> None:
                         label="Samples (more than one gives an uncertainty map)",
                     )
                     seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-                    device = gr.Dropdown(support.device_choices(), value="auto", label="Device")
+                    device = gr.Dropdown(device_choices(), value="auto", label="Device")
                     keep = gr.Checkbox(
                         value=False, label="Keep the measured lines unchanged (super-resolution)"
                     )
@@ -272,13 +293,13 @@ def restore_tab(ctx: AppContext) -> None:
     def inspect(files: Any, scan_width: float | None, task: str, colour: str):
         # A new file clears the previous result: after, slider, uncertainty, summary, downloads.
         cleared = (None, None, gr.update(value=None, visible=False), "", None)
-        if not support.upload_paths(files):
+        if not upload_paths(files):
             return "", gr.update(), gr.update(), None, *cleared, None
         with user_errors():
-            found = support.inspect_upload(files, limits, _positive_or_none(scan_width), task)
+            found = inspect_upload(files, limits, _positive_or_none(scan_width), task)
             views = previews.render_views(found.scan, colour_map=colour)
         return (
-            support.describe_scan(found.path, found.scan),
+            describe_scan(found.path, found.scan),
             gr.update(choices=found.channels, value=found.scan.channel),
             gr.update(choices=found.directions, value=found.directions[0]),
             views.before,
@@ -304,7 +325,7 @@ def restore_tab(ctx: AppContext) -> None:
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (gradio injects the tracker here)
     ):
         with user_errors():
-            options = support.RestoreOptions(
+            options = RestoreOptions(
                 task=task,
                 family=family,
                 size=size,
@@ -318,7 +339,7 @@ def restore_tab(ctx: AppContext) -> None:
                 direction=direction or "forward",
                 scan_size_nm=_positive_or_none(scan_width),
             )
-            on_gpu = family != "classical" and support.resolve_device(options.device) == "cuda"
+            on_gpu = family != "classical" and resolve_device(options.device) == "cuda"
             runner = _run_restore_on_gpu if on_gpu else _run_restore
             outcome = runner(files, options, limits, progress)
             views = previews.render_views(
@@ -329,7 +350,7 @@ def restore_tab(ctx: AppContext) -> None:
             views.before,
             views.after,
             gr.update(value=views.uncertainty, visible=views.uncertainty is not None),
-            support.describe_result(outcome),
+            describe_result(outcome),
             [str(p) for p in outcome.files],
             {"scan": outcome.scan, "result": outcome.result.scan, "std": outcome.result.std},
         )
@@ -382,23 +403,23 @@ def restore_tab(ctx: AppContext) -> None:
         return choose_line(shown, axis, index, colour), spectra_view
 
     def choose_family(task: str, family: str, size: str):
-        sizes = list(support.sizes_for(family))
+        sizes = list(sizes_for(family))
         size = size if size in sizes else sizes[0]
         return (
             gr.update(choices=sizes, value=size, interactive=family != "classical"),
-            support.model_status(task, family, size),
+            model_status(task, family, size),
         )
 
     def choose_task(task: str):
-        family_value, size_value = support.default_model(task)
+        family_value, size_value = default_model(task)
         return (
             gr.update(value=family_value),
             gr.update(
-                choices=list(support.sizes_for(family_value)),
+                choices=list(sizes_for(family_value)),
                 value=size_value,
                 interactive=family_value != "classical",
             ),
-            support.model_status(task, family_value, size_value),
+            model_status(task, family_value, size_value),
         )
 
     # Profiles and spectra follow each new input or result as separate events, so that the
@@ -471,7 +492,7 @@ def restore_tab(ctx: AppContext) -> None:
     )
     gr.on(
         [size.change],
-        support.model_status,
+        model_status,
         [task, family, size],
         status,
         api_name="model_status",
@@ -498,8 +519,8 @@ def zoo_tab(demo: gr.Blocks) -> None:
             "See docs/results.md for what the numbers mean."
         )
         table = gr.Dataframe(
-            headers=support.ZOO_COLUMNS,
-            datatype=["str"] * (len(support.ZOO_COLUMNS) - 1) + ["markdown"],
+            headers=ZOO_COLUMNS,
+            datatype=["str"] * (len(ZOO_COLUMNS) - 1) + ["markdown"],
             interactive=False,
             wrap=True,
             max_height=4000,  # the whole table, classical rows included: no inner scroll
@@ -509,7 +530,7 @@ def zoo_tab(demo: gr.Blocks) -> None:
         refresh = gr.Button("Refresh", size="sm")
     gr.on(
         [demo.load, refresh.click],
-        support.zoo_rows,
+        zoo_rows,
         None,
         table,
         api_name="zoo",

@@ -105,7 +105,7 @@ def render_png(
     """
     from PIL import Image
 
-    from stm_zoo.app_previews import render
+    from webapp.previews import render
 
     rgb = render(data, scan_size_m, "gold", size)
     path = folder / f"{secrets.token_hex(12)}.png"
@@ -196,8 +196,8 @@ class ExpertPanel:
         study, trial = self._trials[trial_id]
         item = study.input_of(trial)
         outputs = [np.load(study.output_path(o)) for o in self.output_order(key, trial_id)]
-        from stm_zoo.app_previews import display_size
-        from stm_zoo.app_support import new_work_dir
+        from webapp.previews import display_size
+        from webapp.uploads import new_work_dir
 
         size = display_size(item.scan_size_m, outputs[0].shape, min_width=384)
         folder = new_work_dir()
@@ -287,7 +287,7 @@ class ExpertPanel:
         if not hmac.compare_digest((token or "").encode("utf-8"), expected.encode("utf-8")):
             return "Wrong admin token.", None, []
         from expert_eval.analysis import summarise, write_ratings_csv
-        from stm_zoo.app_support import new_work_dir
+        from webapp.uploads import new_work_dir
 
         records = self.store.records([s.study_id for s in self.studies])
         counts = _rater_counts(records)

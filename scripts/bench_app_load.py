@@ -93,7 +93,7 @@ def start_app(args: argparse.Namespace, work: Path) -> tuple[Any, str]:
         os.environ["STM_ZOO_DIR"] = str(work / "zoo")
         random_init_zoo(work / "zoo", args.task, args.family, args.size)
     spec = importlib.util.spec_from_file_location("stm_zoo_app", REPO_ROOT / "app.py")
-    app = importlib.util.module_from_spec(spec)
+    app = sys.modules["stm_zoo_app"] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
     demo = app.build_app()
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from stm_zoo import app_support
 from stm_zoo.nn import UNetConfig
 from stm_zoo.zoo import EntryConfig, default_model, synthetic_score, write_entry
+from webapp import models as app_models
+from webapp.status import model_status
 
 # A tiny 2-level network; its config as the card stores it.
 NET = UNetConfig(channels=(8, 16), blocks_per_level=(1, 1), norm_groups=4, time_scale=1.0).to_dict()
@@ -76,12 +77,10 @@ def test_ui_says_when_an_entry_does_not_beat_classical(tmp_path: Path, monkeypat
     monkeypatch.setenv("STM_ZOO_DIR", str(tmp_path))
     entry(tmp_path, "sr2", "fm", "small", 22.0, 0.6)
     entry(tmp_path, "restore", "fm", "small", 26.0, 0.7)
-    assert "does **not** beat the classical baseline" in app_support.model_status(
-        "sr2", "fm", "small"
-    )
-    good = app_support.model_status("restore", "fm", "small")
+    assert "does **not** beat the classical baseline" in model_status("sr2", "fm", "small")
+    good = model_status("restore", "fm", "small")
     assert "not" not in good and "classical 23.0 dB" in good
-    assert app_support.default_model("restore") == ("fm", "small")
+    assert app_models.default_model("restore") == ("fm", "small")
 
 
 @pytest.mark.parametrize("task", ["restore", "sr2", "sr4"])

@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stm_zoo import app_support
 from stm_zoo.__main__ import main
 from stm_zoo.inference import restore
 from stm_zoo.io import Scan, load_all_scans, load_scan, save_scan
 from stm_zoo.io.results import result_label, save_result
+from webapp.limits import AppLimits
+from webapp.models import ModelCache
+from webapp.restoring import RestoreOptions, restore_upload
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -49,11 +51,9 @@ def by_cli(source: Path, task: str, family: str, out: Path) -> Path:
 
 
 def by_app(source: Path, task: str, family: str, out: Path) -> Path:
-    options = app_support.RestoreOptions(
-        task=task, family=family, size="small", steps=1, device="cpu", seed=0
-    )
-    limits = app_support.AppLimits()
-    outcome = app_support.restore_upload([str(source)], options, app_support.ModelCache(), limits)
+    options = RestoreOptions(task=task, family=family, size="small", steps=1, device="cpu", seed=0)
+    limits = AppLimits()
+    outcome = restore_upload([str(source)], options, ModelCache(), limits)
     return next(p for p in outcome.files if p.suffix == source.suffix)
 
 

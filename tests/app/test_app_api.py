@@ -7,14 +7,15 @@ temporary zoo (STM_ZOO_DIR), so no trained weights and no network are needed.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from stm_zoo import app_support as support
 from stm_zoo.io import Scan, load_all_scans, load_scan, save_scan
+from webapp.zoo_table import ZOO_COLUMNS
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +25,8 @@ CLASSICAL = {"family": "classical", "size": "small"}
 def load_app_module(name: str = "stm_zoo_app_under_test") -> Any:
     """app.py as a module (it lives at the repository root, outside any package)."""
     spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "app.py")
-    module = importlib.util.module_from_spec(spec)
+    # Registered first, as importlib's recipe does: dataclasses look their module up there.
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
@@ -229,7 +231,7 @@ def test_bad_input_is_a_visible_error_and_the_app_keeps_serving(served):
 def test_zoo_endpoint_lists_the_local_entry_and_the_baseline(served):
     client, _ = served
     table = client.predict(api_name="/zoo")
-    assert table["headers"] == support.ZOO_COLUMNS
+    assert table["headers"] == ZOO_COLUMNS
     rows = {tuple(row[:3]): row for row in table["data"]}
     assert rows[("restore", "Flow matching", "small")][3] == "✅ local"
     assert rows[("restore", "Flow matching", "small")][4].startswith("3 steps, 24 samples")

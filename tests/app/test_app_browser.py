@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, chromium: tuple[str, list[
         mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
         mp.setenv("HF_HUB_OFFLINE", "1")
         spec = importlib.util.spec_from_file_location("stm_zoo_app_browser", REPO_ROOT / "app.py")
-        app = importlib.util.module_from_spec(spec)
+        app = sys.modules["stm_zoo_app_browser"] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(app)
         demo = app.build_app()
         _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stm_zoo import app_plots as plots
-from stm_zoo import app_previews as previews
 from stm_zoo.errors import StmZooError
 from stm_zoo.io import Scan
+from webapp import plots, previews
 
 
 def lattice(shape: tuple[int, int] = (64, 96), period_px: float = 8.0) -> np.ndarray:

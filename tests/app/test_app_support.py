@@ -7,11 +7,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stm_zoo import app_previews as previews
-from stm_zoo import app_support as support
 from stm_zoo.errors import ModelNotFoundError, StmZooError
 from stm_zoo.io import Scan, list_channels, load_scan, save_scan
 from training import explorer as synthetic
+from webapp import previews
+from webapp.limits import AppLimits, announced_shape
+from webapp.models import ModelCache, device_choices, gpu_seconds, zero_gpu
+from webapp.restoring import (
+    RestoreOptions,
+    describe_result,
+    describe_scan,
+    inspect_upload,
+    read_scan,
+    restore_upload,
+    safe_stem,
+)
+from webapp.uploads import check_file_type, resolve_upload
+from webapp.zoo_table import ZOO_COLUMNS, train_command, zoo_rows
 
 
 @pytest.fixture(autouse=True)
@@ -113,26 +125,26 @@ def test_render_views_share_one_size_for_the_slider():
     "name", ["SCAN.SXM", "a.Gwy", "b.TIFF", "c.npy", "d--1_1.Z_MTRX", "e.MTRX"]
 )
 def test_file_types_are_checked_case_insensitively(name: str):
-    support.check_file_type(Path(name))
+    check_file_type(Path(name))
 
 
 @pytest.mark.parametrize("name", ["photo.jpg", "notes.txt", "noext"])
 def test_unsupported_file_types_are_refused_with_the_accepted_list(name: str):
     with pytest.raises(StmZooError, match=r"not supported; upload \.sxm"):
-        support.check_file_type(Path(name))
+        check_file_type(Path(name))
 
 
 def test_resolve_upload_refuses_nothing_several_files_and_a_lonely_matrix_file(tmp_path: Path):
     with pytest.raises(StmZooError, match="Upload a scan file first"):
-        support.resolve_upload(None, tmp_path)
+        resolve_upload(None, tmp_path)
     a, b = write_npy(tmp_path / "a.npy"), write_npy(tmp_path / "b.npy")
     with pytest.raises(StmZooError, match="one scan at a time"):
-        support.resolve_upload([str(a), str(b)], tmp_path)
-    assert support.resolve_upload([str(a)], tmp_path) == a
+        resolve_upload([str(a), str(b)], tmp_path)
+    assert resolve_upload([str(a)], tmp_path) == a
     data = tmp_path / "20201111--4_1.Z_mtrx"
     data.write_bytes(b"ONTMATRX0101" + b"\0" * 64)
     with pytest.raises(StmZooError, match="20201111_0001.mtrx was not uploaded"):
-        support.resolve_upload([str(data)], tmp_path / "work")
+        resolve_upload([str(data)], tmp_path / "work")
 
 
 def test_matrix_pair_from_separate_upload_folders_is_joined(fixtures_dir: Path, tmp_path: Path):
@@ -143,57 +155,57 @@ def test_matrix_pair_from_separate_upload_folders_is_joined(fixtures_dir: Path, 
         target = folder / name
         target.write_bytes((fixtures_dir / "matrix" / name).read_bytes())
         uploads.append(str(target))
-    path = support.resolve_upload(uploads, tmp_path / "work")
+    path = resolve_upload(uploads, tmp_path / "work")
     assert path.parent == tmp_path / "work" / "matrix"
-    assert support.read_scan(path, support.AppLimits()).shape == (400, 400)
+    assert read_scan(path, AppLimits()).shape == (400, 400)
 
 
 def test_announced_shape_reads_headers_without_data(tmp_path: Path, fixtures_dir: Path):
-    assert support.announced_shape(write_npy(tmp_path / "a.npy", (40, 50))) == (40, 50)
+    assert announced_shape(write_npy(tmp_path / "a.npy", (40, 50))) == (40, 50)
     huge = npy_header_claiming(tmp_path / "huge.npy", (40000, 40000))
-    assert support.announced_shape(huge) == (40000, 40000)
+    assert announced_shape(huge) == (40000, 40000)
     sxm = fixtures_dir / "nanonis" / "Si_7x7_012.sxm"
-    assert support.announced_shape(sxm) == (256, 256)
+    assert announced_shape(sxm) == (256, 256)
     png = tmp_path / "a.png"
     save_scan(Scan(surface((30, 40))), png)
-    assert support.announced_shape(png) == (30, 40)
+    assert announced_shape(png) == (30, 40)
 
 
 def test_an_absurd_pixel_claim_is_refused_before_reading(tmp_path: Path):
     huge = npy_header_claiming(tmp_path / "huge.npy", (40000, 40000))
     with pytest.raises(StmZooError, match=r"announces 40,000 x 40,000 px .* crop or bin it"):
-        support.read_scan(huge, support.AppLimits())
+        read_scan(huge, AppLimits())
 
 
 def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("STM_ZOO_APP_MAX_PIXELS", "1000")
     monkeypatch.setenv("STM_ZOO_APP_CONCURRENCY", "3")
-    limits = support.AppLimits.from_env()
+    limits = AppLimits.from_env()
     assert (limits.max_pixels, limits.concurrency) == (1000, 3)
     with pytest.raises(StmZooError, match="more than the 1,000 px"):
-        support.read_scan(write_npy(tmp_path / "a.npy", (40, 50)), limits)
+        read_scan(write_npy(tmp_path / "a.npy", (40, 50)), limits)
     monkeypatch.setenv("STM_ZOO_APP_MAX_PIXELS", "lots")
     with pytest.raises(StmZooError, match="STM_ZOO_APP_MAX_PIXELS"):
-        support.AppLimits.from_env()
+        AppLimits.from_env()
 
 
 def test_options_are_checked():
-    limits = support.AppLimits()
+    limits = AppLimits()
     with pytest.raises(StmZooError, match="Steps must be between 1 and 50"):
-        support.RestoreOptions(steps=0).check(limits)
+        RestoreOptions(steps=0).check(limits)
     with pytest.raises(StmZooError, match="Samples"):
-        support.RestoreOptions(samples=99).check(limits)
+        RestoreOptions(samples=99).check(limits)
     with pytest.raises(StmZooError, match="size large only"):
-        support.RestoreOptions(family="ae", size="small").check(limits)
+        RestoreOptions(family="ae", size="small").check(limits)
     with pytest.raises(StmZooError, match="scan width"):
-        support.RestoreOptions(scan_size_nm=-3.0).check(limits)
+        RestoreOptions(scan_size_nm=-3.0).check(limits)
 
 
 # --- models -----------------------------------------------------------------------------------
 
 
 def test_model_cache_reuses_and_evicts():
-    cache = support.ModelCache(capacity=2)
+    cache = ModelCache(capacity=2)
     first = cache.get("restore", "classical", "small", "cpu")
     assert cache.get("restore", "classical", "large", "cpu") is first  # size means nothing here
     cache.get("sr2", "classical", "small", "cpu")
@@ -207,7 +219,7 @@ def test_model_cache_reuses_and_evicts():
 def test_device_choices_list_only_what_exists():
     import torch
 
-    choices = support.device_choices()
+    choices = device_choices()
     assert choices[:2] == ["auto", "cpu"]
     assert ("cuda" in choices) == torch.cuda.is_available()
 
@@ -219,10 +231,10 @@ def test_zero_gpu_is_a_no_op_without_spaces():
     try:
         import spaces  # noqa: F401
     except ImportError:
-        assert support.zero_gpu(fn, duration=10) is fn
+        assert zero_gpu(fn, duration=10) is fn
     else:
         pytest.skip("the spaces package is installed")
-    assert 30 <= support.gpu_seconds((512, 512), 2, 1) <= support.gpu_seconds((2048, 2048), 50, 8)
+    assert 30 <= gpu_seconds((512, 512), 2, 1) <= gpu_seconds((2048, 2048), 50, 8)
 
 
 def tiny_entry(zoo: Path, task: str, family: str, *, weights: bool = True, **card) -> None:
@@ -260,9 +272,9 @@ def test_zoo_rows_read_like_the_papers_table(tmp_path: Path):
     )
     tiny_entry(zoo, "sr2", "fm", training={"steps": 5, "complete": False})
     tiny_entry(zoo, "sr4", "fm", weights=False)
-    rows = support.zoo_rows()
-    assert all(len(r) == len(support.ZOO_COLUMNS) for r in rows)
-    column = {name: i for i, name in enumerate(support.ZOO_COLUMNS)}
+    rows = zoo_rows()
+    assert all(len(r) == len(ZOO_COLUMNS) for r in rows)
+    column = {name: i for i, name in enumerate(ZOO_COLUMNS)}
 
     # Grouped by task, each group the input, classical, then every registry entry.
     assert [r[0] for r in rows] == [t for t in ("restore", "sr2", "sr4") for _ in range(8)]
@@ -296,7 +308,7 @@ def test_zoo_rows_read_like_the_papers_table(tmp_path: Path):
     assert missing[column["Status"]] == "missing"
     command = "python -m training train --preset sr4/ae-large --data data/sr4 --out zoo"
     assert missing[column["How to get it"]] == f"`{command}`"
-    assert command == support.train_command("sr4", "ae-large")
+    assert command == train_command("sr4", "ae-large")
     # Without any card the baselines still show, with no numbers of ours.
     assert by_row[("sr2", "Classical (no network)", "")][column["SSIM at 2 / 5 / 10 steps"]] == "–"
 
@@ -305,7 +317,7 @@ def test_train_command_names_a_real_preset():
     from training.configs import preset
 
     for task, entry in (("restore", "fm-large"), ("sr4", "ae-large")):
-        name = support.train_command(task, entry).split("--preset ")[1].split()[0]
+        name = train_command(task, entry).split("--preset ")[1].split()[0]
         assert preset(name).task == task
 
 
@@ -315,17 +327,15 @@ def test_train_command_names_a_real_preset():
 def test_restore_upload_writes_every_download_with_the_input_geometry(tmp_path: Path):
     source = tmp_path / "scan.sxm"
     save_scan(Scan(surface((64, 96)), scan_size_m=(30e-9, 20e-9)), source)
-    options = support.RestoreOptions(family="classical", device="cpu")
-    outcome = support.restore_upload(
-        [str(source)], options, support.ModelCache(), support.AppLimits()
-    )
+    options = RestoreOptions(family="classical", device="cpu")
+    outcome = restore_upload([str(source)], options, ModelCache(), AppLimits())
     assert [p.suffix for p in outcome.files] == [".sxm", ".gwy", ".png", ".npy"]
     for path in outcome.files[:3]:
         back = load_scan(path)
         assert back.shape == (64, 96)
         assert back.scan_size_m == pytest.approx((30e-9, 20e-9))
     assert np.load(outcome.files[3]).shape == (64, 96)
-    assert "classical" in support.describe_result(outcome)
+    assert "classical" in describe_result(outcome)
     for path in outcome.files[:2]:  # .sxm and .gwy keep the input beside the result
         assert [c.name for c in list_channels(path)] == ["Z", "Z_restore_classical"]
         assert np.array_equal(load_scan(path).data, load_scan(source).data)
@@ -335,10 +345,8 @@ def test_restore_upload_writes_every_download_with_the_input_geometry(tmp_path: 
 
 def test_restore_upload_super_resolves_a_npy_with_its_scan_width(tmp_path: Path):
     source = write_npy(tmp_path / "lines.npy", (32, 64))
-    options = support.RestoreOptions(task="sr2", family="classical", scan_size_nm=12.5)
-    outcome = support.restore_upload(
-        [str(source)], options, support.ModelCache(), support.AppLimits()
-    )
+    options = RestoreOptions(task="sr2", family="classical", scan_size_nm=12.5)
+    outcome = restore_upload([str(source)], options, ModelCache(), AppLimits())
     assert outcome.result.scan.shape == (64, 64)
     assert outcome.files[0].suffix == ".npy"
     gwy = load_scan(next(p for p in outcome.files if p.suffix == ".gwy"), "Z_sr2_classical")
@@ -347,24 +355,22 @@ def test_restore_upload_super_resolves_a_npy_with_its_scan_width(tmp_path: Path)
 
 def test_model_grid_limit_names_the_model_pixel_size(tmp_path: Path):
     source = write_npy(tmp_path / "coarse.npy", (64, 64))
-    options = support.RestoreOptions(family="classical", scan_size_nm=1000.0)  # 15.6 nm/px
-    limits = support.AppLimits(max_model_pixels=1_000_000)
+    options = RestoreOptions(family="classical", scan_size_nm=1000.0)  # 15.6 nm/px
+    limits = AppLimits(max_model_pixels=1_000_000)
     with pytest.raises(StmZooError, match=r"at the model's 0.1953 nm/px"):
-        support.restore_upload([str(source)], options, support.ModelCache(), limits)
+        restore_upload([str(source)], options, ModelCache(), limits)
 
 
 def test_inspect_upload_lists_channels_and_directions(fixtures_dir: Path):
-    found = support.inspect_upload(
-        [str(fixtures_dir / "nanonis" / "Si_7x7_012.sxm")], support.AppLimits()
-    )
+    found = inspect_upload([str(fixtures_dir / "nanonis" / "Si_7x7_012.sxm")], AppLimits())
     assert found.channels == ["Z", "Current"] and found.directions == ["forward", "backward"]
     assert found.scan.channel == "Z"
-    assert "200 × 200 nm" in support.describe_scan(found.path, found.scan)
+    assert "200 × 200 nm" in describe_scan(found.path, found.scan)
 
 
 def test_safe_stem():
-    assert support.safe_stem(Path("20201111--4_1.Z_mtrx")) == "20201111--4_1"
-    assert support.safe_stem(Path("my scan (1).sxm")) == "my_scan_1_"
+    assert safe_stem(Path("20201111--4_1.Z_mtrx")) == "20201111--4_1"
+    assert safe_stem(Path("my scan (1).sxm")) == "my_scan_1_"
 
 
 # --- synthetic examples and the degradation explorer ------------------------------------------

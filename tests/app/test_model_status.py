@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from stm_zoo import app_support
 from stm_zoo.nn import UNetConfig
 from stm_zoo.zoo import REPO_ZOO_DIR, EntryConfig, write_entry
+from webapp.status import model_status
 
 # A tiny 2-level network; its config as the card stores it.
 NET = UNetConfig(channels=(8, 16), blocks_per_level=(1, 1), norm_groups=4, time_scale=1.0).to_dict()
@@ -56,7 +56,7 @@ def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_the_picker_states_gain_domain_and_budget(zoo: Path) -> None:
     entry(zoo, "restore", 24.5, 0.53)
-    status = app_support.model_status("restore", "fm", "small")
+    status = model_status("restore", "fm", "small")
     assert status.startswith("✅ `restore/fm-small` is available (local zoo).")
     assert (
         "Expected quality on the synthetic test set (100 images, 2 steps): **+3.7 dB PSNR, "
@@ -76,7 +76,7 @@ def test_the_picker_states_gain_domain_and_budget(zoo: Path) -> None:
 
 def test_the_picker_says_below_classical(zoo: Path) -> None:
     entry(zoo, "sr2", 23.4, 0.496)
-    status = app_support.model_status("sr2", "fm", "small")
+    status = model_status("sr2", "fm", "small")
     assert "**+2.6 dB PSNR, +0.016 SSIM over the degraded input**" in status
     assert "⚠️ **Below classical**: it does **not** beat the classical baseline" in status
     assert "1 in 2 lines measured" in status
@@ -84,9 +84,7 @@ def test_the_picker_says_below_classical(zoo: Path) -> None:
 
 def test_a_card_without_a_budget_says_so(zoo: Path) -> None:
     entry(zoo, "restore", 24.5, 0.53, training={})
-    assert "Training budget: unrecorded on its card." in app_support.model_status(
-        "restore", "fm", "small"
-    )
+    assert "Training budget: unrecorded on its card." in model_status("restore", "fm", "small")
 
 
 @pytest.mark.parametrize("task", ["restore", "sr2", "sr4"])
@@ -94,6 +92,6 @@ def test_bundled_entries_show_their_card_facts(task: str, monkeypatch) -> None:
     monkeypatch.setenv("STM_ZOO_DIR", str(REPO_ZOO_DIR))
     if not (REPO_ZOO_DIR / task / "fm-small" / "config.json").is_file():
         pytest.skip(f"{task}/fm-small is not in the bundled zoo")
-    status = app_support.model_status(task, "fm", "small")
+    status = model_status(task, "fm", "small")
     assert "SSIM over the degraded input" in status
     assert "Trained on: simulated Si(001):H" in status and "Training budget: " in status

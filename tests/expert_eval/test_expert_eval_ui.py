@@ -20,8 +20,8 @@ from PIL import Image
 
 from expert_eval import ui
 from expert_eval.study import Study, rater_key
-from stm_zoo.app_previews import display_size, render
 from stm_zoo.errors import StmZooError
+from webapp.previews import display_size, render
 
 FAMILY_WORDS = re.compile(
     r"\b(fm|ddim|fft|ae|classical|autoencoder|flow|diffusion|small|large|steps?|gwyddion)\b",

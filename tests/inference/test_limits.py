@@ -237,27 +237,27 @@ def test_format_si_prints_unitless_values_plainly() -> None:
 def test_the_app_uses_the_same_limits_and_shows_the_warnings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stm_zoo import app_support as support
+    from webapp.limits import AppLimits
+    from webapp.models import ModelCache
+    from webapp.restoring import RestoreOptions, describe_result, restore_upload
 
     monkeypatch.setenv("STM_ZOO_APP_TMP", str(tmp_path / "app"))
     data = lattice((128, 128))
     data.flat[np.random.default_rng(2).choice(data.size, 20, replace=False)] = np.nan
     source = tmp_path / "holes.npy"
     np.save(source, data.astype(np.float32))
-    options = support.RestoreOptions(family="classical")
-    outcome = support.restore_upload(
-        [str(source)], options, support.ModelCache(), support.AppLimits()
-    )
+    options = RestoreOptions(family="classical")
+    outcome = restore_upload([str(source)], options, ModelCache(), AppLimits())
     assert outcome.scan.shape == outcome.result.scan.shape == (128, 128)
     assert np.isfinite(outcome.scan.data).all()
-    summary = support.describe_result(outcome)
+    summary = describe_result(outcome)
     assert "inpainted 20 NaN/inf pixels" in summary and "carries no physical size" in summary
     fine = tmp_path / "fine.npy"
     np.save(fine, lattice((256, 256)).astype(np.float32))
-    refused = support.RestoreOptions(family="classical", scan_size_nm=4.0)  # 0.016 nm/px
+    refused = RestoreOptions(family="classical", scan_size_nm=4.0)  # 0.016 nm/px
     with pytest.raises(StmZooError, match=r"12.8x down.*--no-resample"):
-        support.restore_upload([str(fine)], refused, support.ModelCache(), support.AppLimits())
-    allowed = support.RestoreOptions(family="classical", scan_size_nm=4.0, no_resample=True)
-    done = support.restore_upload([str(fine)], allowed, support.ModelCache(), support.AppLimits())
+        restore_upload([str(fine)], refused, ModelCache(), AppLimits())
+    allowed = RestoreOptions(family="classical", scan_size_nm=4.0, no_resample=True)
+    done = restore_upload([str(fine)], allowed, ModelCache(), AppLimits())
     assert done.result.scan.shape == (256, 256)
-    assert support.AppLimits().max_model_pixels == limits.MAX_GRID_PIXELS
+    assert AppLimits().max_model_pixels == limits.MAX_GRID_PIXELS

@@ -3,7 +3,7 @@
 Both compare an input with its result in physical units. Spectra are 2-D power spectral
 densities (plane removed, Hann window, centred, log scale) over spatial frequencies 1/λ in nm⁻¹,
 drawn in the image's orientation with k_y pointing up, on one colour scale for both. Profiles are
-one row or column of each image, levelled as the previews are (`app_previews.display_values`),
+one row or column of each image, levelled as the previews are (`webapp.previews.display_values`),
 against the distance along the line in nm. Figures are drawn with matplotlib's Agg canvas (no
 pyplot state, so safe in gradio's worker threads) and returned as uint8 RGB arrays.
 """
@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from stm_zoo.app_previews import (
+from stm_zoo.errors import StmZooError
+from stm_zoo.io.scan import Scan
+from webapp.previews import (
     LEVELLED_UNITS,
     colour_table,
     display_unit,
@@ -23,8 +25,6 @@ from stm_zoo.app_previews import (
     remove_plane,
     robust_range,
 )
-from stm_zoo.errors import StmZooError
-from stm_zoo.io.scan import Scan
 
 PROFILE_AXES = ("row", "column")
 INPUT_COLOUR, RESULT_COLOUR, MARKER_COLOUR = "#4a4a4a", "#d9480f", "#00d5ff"

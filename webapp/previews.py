@@ -6,7 +6,7 @@ Gwyddion; other channels (current, ...) are shown as measured. Values are mapped
 its physical aspect ratio, a scale bar labelled in nm is burnt in and a colour bar in physical
 units (pm or nm by range, pA or nA for current, plain numbers without a unit) is appended on the
 right. 8-bit previews are not data: the app hands data out only as full-precision files
-(`stm_zoo.app_support.write_downloads`).
+(`webapp.restoring.write_downloads`).
 """
 
 from __future__ import annotations
