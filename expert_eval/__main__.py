@@ -9,8 +9,8 @@ from stm_zoo.cli_common import dispatch
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("expert_eval.study", "run the models once and write a blinded study folder"),
     "summary": ("expert_eval.analysis", "Table XV with bootstrap intervals and Kendall's W"),
-    "export": ("expert_eval.store", "export the unblinded answers as CSV or JSON lines"),
-    "token": ("expert_eval.raters", "issue a new rater token (lost token, or an older store)"),
+    "export": ("expert_eval.export", "export the unblinded answers as CSV or JSON lines"),
+    "token": ("expert_eval.cli", "issue a new rater token (lost token, or an older store)"),
 }
 
 

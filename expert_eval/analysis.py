@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from expert_eval.store import RatingRecord
+from expert_eval.cli import add_db_argument
+from expert_eval.records import RatingRecord
+from expert_eval.store import open_studies
 from expert_eval.study import model_label
 from stm_zoo.errors import StmZooError
 
@@ -386,24 +388,11 @@ def plot_summary(summary: Summary, path: str | Path) -> Path:
     return path
 
 
-def write_ratings_csv(records: Sequence[RatingRecord], path: str | Path) -> Path:
-    """Every rating, unblinded, one row per (answer, output), with the model's label."""
-    frame = records_frame(records)
-    frame.insert(
-        frame.columns.get_loc("model") + 1, "model_label", [model_label(m) for m in frame["model"]]
-    )
-    path = Path(path)
-    frame.to_csv(path, index=False)
-    return path
-
-
 # ---------------------------------------------------------------------------------------------
 # `python -m expert_eval summary`
 
 
 def configure_parser(parser: Any) -> None:
-    from expert_eval.store import add_db_argument
-
     parser.add_argument("studies", nargs="+", type=Path, help="study folders")
     add_db_argument(parser)
     parser.add_argument(
@@ -416,8 +405,6 @@ def configure_parser(parser: Any) -> None:
 
 
 def run(args: Any) -> int:
-    from expert_eval.store import open_studies
-
     studies, store = open_studies(args.studies, args.db)
     summary = summarise(
         store.records([s.study_id for s in studies]), args.bootstrap, args.seed, args.confidence

@@ -7,15 +7,15 @@ asks for the token instead. The store keeps only the token's SHA-256 (a 99-bit r
 cannot be guessed from its hash), so a copy of the database or of its Hub export does not hold
 working tokens.
 
-`python -m expert_eval token NAME` issues a new token for an existing rater, for one who lost
-theirs or whose answers predate tokens (schema 1 stores); their earlier token stops working.
+`python -m expert_eval token NAME` (`expert_eval.cli`) issues a new token for an existing rater,
+for one who lost theirs or whose answers predate tokens (schema 1 stores); their earlier token
+stops working.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from pathlib import Path
 from typing import Any
 
 TOKEN_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -48,27 +48,3 @@ def token_hash(text: Any) -> str | None:
     """SHA-256 (hex) of the normalised token, or None when `text` is not a token."""
     plain = normalise_token(text)
     return None if plain is None else hashlib.sha256(plain.encode("ascii")).hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# `python -m expert_eval token NAME`
-
-
-def configure_parser(parser: Any) -> None:
-    from expert_eval.store import add_db_argument
-
-    parser.add_argument("name", help="the rater's name, as shown in the admin view")
-    add_db_argument(parser)
-
-
-def run(args: Any) -> int:
-    from expert_eval.store import ExpertStore
-
-    store = ExpertStore(Path(args.db) if args.db else None)
-    token = store.issue_token(args.name)
-    print(
-        f"New token for {' '.join(args.name.split())}: {token}\n"
-        f"Send it to the rater only; their earlier token (if any) no longer works. They paste "
-        f"it under Resume, or open the app's address with ?{QUERY_PARAMETER}={token}"
-    )
-    return 0

@@ -20,14 +20,8 @@ Guarantees:
 - An answer is whole or rejected: one rating 1-5 and one rank per output of the trial, the ranks a
   permutation of 1..n; anything else is refused with a message and nothing is written.
 
-Sync (optional): when `SPACE_ID` and a token (`HF_TOKEN`) are set, `start_sync` restores earlier
-answers from a private Hub dataset repo (`EXPERT_EVAL_DATASET`, default `<space>-ratings`) and
-pushes a JSON-lines snapshot of every answer there with `huggingface_hub.CommitScheduler`
-(with each rater's token hash, so that tokens still work after a restore). Each
-process writes its own file (`answers-<time>-<token>.jsonl`), always a full snapshot of the database
-rather than an append log, so an answer committed just before a crash is in the next snapshot
-and a restarted Space, whose disk may be empty, never overwrites what an earlier one pushed.
-The export holds the model of each output: keep the dataset repo private.
+Answers leave the store as records (`expert_eval.records`), written to files by
+`expert_eval.export` and pushed to the Hub by `expert_eval.sync`.
 """
 
 from __future__ import annotations
@@ -35,17 +29,23 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from expert_eval.raters import new_token, token_hash
+from expert_eval.records import (
+    InvalidSubmission,
+    RatingRecord,
+    Submission,
+    SubmitResult,
+    answer_dicts,
+    check_submission,
+    parse_answer,
+)
 from expert_eval.study import Study, now_iso, rater_key
 from stm_zoo.errors import StmZooError
 
@@ -53,8 +53,6 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "expert_eval.sqlite3"
 SCHEMA_VERSION = 2
-MAX_COMMENT = 2000
-SYNC_EVERY_MINUTES = 5.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
@@ -116,10 +114,6 @@ def _statements(script: str) -> list[str]:
     return [s for s in script.split(";") if s.strip()]
 
 
-class InvalidSubmission(StmZooError):
-    """An answer that cannot be stored (bad rating, rank, trial, output or comment)."""
-
-
 class NameTaken(StmZooError):
     """A new rater chose a name that another rater (maybe they themselves) already holds."""
 
@@ -140,90 +134,6 @@ def default_db_path() -> Path:
     """`EXPERT_EVAL_DB`, else `<data_dir()>/expert_eval.sqlite3`."""
     explicit = os.environ.get("EXPERT_EVAL_DB")
     return Path(explicit) if explicit else data_dir() / DB_NAME
-
-
-@dataclass(frozen=True)
-class Score:
-    """What a rater said about one output.
-
-    Attributes:
-        output_id: the output.
-        label: the letter it was shown under ("A", "B", ...).
-        rating: quality 1 (worst) to 5 (best).
-        rank: 1 (best) to n within the trial.
-    """
-
-    output_id: str
-    label: str
-    rating: int
-    rank: int
-
-
-@dataclass(frozen=True)
-class Submission:
-    """One rater's complete answer to one trial.
-
-    Attributes:
-        rater: the rater's name (identity: `rater_key`); the caller has checked that whoever
-            sends the answer is this rater (`ExpertStore.rater_for_token`).
-        trial_id: the trial.
-        scores: one per output of the trial.
-        comment: free text, at most `MAX_COMMENT` characters.
-        shown_at: ISO time the trial was first shown (None when unknown).
-    """
-
-    rater: str
-    trial_id: str
-    scores: tuple[Score, ...]
-    comment: str = ""
-    shown_at: str | None = None
-
-
-@dataclass(frozen=True)
-class SubmitResult:
-    """The outcome of `ExpertStore.submit`.
-
-    Attributes:
-        stored: True when this call stored the answer; False when the rater had already
-            answered the trial (the first answer stays).
-        message: one sentence for the rater.
-        answer_id: the stored (or the earlier) answer.
-    """
-
-    stored: bool
-    message: str
-    answer_id: int
-
-
-@dataclass(frozen=True)
-class RatingRecord:
-    """One rating, unblinded: the row analysis and the CSV export work on."""
-
-    study_id: str
-    task: str
-    trial_id: str
-    input_id: str
-    rater: str
-    answer_id: int
-    output_id: str
-    model: str
-    label: str
-    rating: int
-    rank: int
-    n_outputs: int
-    comment: str
-    shown_at: str | None
-    submitted_at: str
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_sha256(value: Any) -> bool:
-    return (
-        isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
-    )
 
 
 class ExpertStore:
@@ -472,7 +382,7 @@ class ExpertStore:
         self, submission: Submission, submitted_at: str | None, token_sha256: str | None
     ) -> SubmitResult:
         key = rater_key(submission.rater)
-        self._check_shape(submission)
+        check_submission(submission)
         with self._writing() as conn:
             outputs = {
                 r[0]
@@ -519,33 +429,6 @@ class ExpertStore:
             )
         return SubmitResult(True, "Answer saved, thank you.", answer_id)
 
-    @staticmethod
-    def _check_shape(submission: Submission) -> None:
-        """Everything that can be checked without the database."""
-        scores = submission.scores
-        if not isinstance(submission.trial_id, str) or not submission.trial_id:
-            raise InvalidSubmission("No trial given: reload the page and start again.")
-        if not scores:
-            raise InvalidSubmission("This answer holds no ratings: rate and rank every output.")
-        for s in scores:
-            if not _is_int(s.rating) or not 1 <= s.rating <= 5:
-                raise InvalidSubmission(
-                    f"Output {s.label}: rating {s.rating!r} is not a whole number from 1 to 5."
-                )
-        ranks = [s.rank for s in scores]
-        if not all(_is_int(r) for r in ranks) or sorted(ranks) != list(range(1, len(scores) + 1)):
-            raise InvalidSubmission(
-                f"Ranks {ranks} are not a ranking: give each of 1 to {len(scores)} to exactly "
-                "one output (1 = best)."
-            )
-        labels = [s.label for s in scores]
-        if len(set(labels)) != len(labels) or not all(isinstance(x, str) and x for x in labels):
-            raise InvalidSubmission("Each output needs its own label: reload the page.")
-        if len({s.output_id for s in scores}) != len(scores):
-            raise InvalidSubmission("An output appears twice in this answer: reload the page.")
-        if not isinstance(submission.comment, str) or len(submission.comment) > MAX_COMMENT:
-            raise InvalidSubmission(f"The comment is longer than {MAX_COMMENT} characters.")
-
     # -- reading back --------------------------------------------------------------------------
 
     def records(self, study_ids: Iterable[str] | None = None) -> list[RatingRecord]:
@@ -591,7 +474,7 @@ class ExpertStore:
         problems += [f"answer {a} has {n} of {m} ratings" for a, n, m in incomplete]
         return problems
 
-    # -- export / import -----------------------------------------------------------------------
+    # -- the sync format (`expert_eval.records`) -----------------------------------------------
 
     def export_answers(self, study_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """One JSON-friendly dict per answer (the sync format), oldest first.
@@ -600,43 +483,7 @@ class ExpertStore:
         restored from the export lets raters resume with the tokens they hold.
         """
         tokens = dict(self._read("SELECT rater_key, token_sha256 FROM raters"))
-        answers: dict[int, dict[str, Any]] = {}
-        for rec in self.records(study_ids):
-            answer = answers.setdefault(
-                rec.answer_id,
-                {
-                    "study_id": rec.study_id,
-                    "task": rec.task,
-                    "trial_id": rec.trial_id,
-                    "input_id": rec.input_id,
-                    "rater": rec.rater,
-                    "rater_token_sha256": tokens[rater_key(rec.rater)],
-                    "comment": rec.comment,
-                    "shown_at": rec.shown_at,
-                    "submitted_at": rec.submitted_at,
-                    "ratings": [],
-                },
-            )
-            answer["ratings"].append(
-                {
-                    "output_id": rec.output_id,
-                    "model": rec.model,
-                    "label": rec.label,
-                    "rating": rec.rating,
-                    "rank": rec.rank,
-                }
-            )
-        return list(answers.values())
-
-    def write_export(self, path: str | Path, study_ids: Iterable[str] | None = None) -> Path:
-        """Write `export_answers` as JSON lines, atomically (temporary file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            for answer in self.export_answers(study_ids):
-                f.write(json.dumps(answer, ensure_ascii=False) + "\n")
-        tmp.replace(path)
-        return path
+        return answer_dicts(self.records(study_ids), tokens)
 
     def import_answers(self, answers: Iterable[Mapping[str, Any]]) -> int:
         """Store exported answers whose trial is known here; skip those already present.
@@ -649,174 +496,11 @@ class ExpertStore:
         """
         added = 0
         for answer in answers:
-            try:
-                scores = tuple(
-                    Score(r["output_id"], r["label"], r["rating"], r["rank"])
-                    for r in answer["ratings"]
-                )
-                submission = Submission(
-                    answer["rater"],
-                    answer["trial_id"],
-                    scores,
-                    answer.get("comment", ""),
-                    answer.get("shown_at"),
-                )
-                submitted_at = str(answer["submitted_at"])
-            except (KeyError, TypeError) as error:
-                raise InvalidSubmission(
-                    f"An exported answer lacks the field {error}: the export is damaged."
-                ) from None
-            # Absent in exports written before tokens: such raters get one from an organiser.
-            digest = answer.get("rater_token_sha256")
-            if digest is not None and not _is_sha256(digest):
-                raise InvalidSubmission(
-                    f"An exported answer has a malformed rater token hash {digest!r}: the "
-                    "export is damaged."
-                )
+            submission, submitted_at, digest = parse_answer(answer)
             known = self._read("SELECT 1 FROM trials WHERE trial_id=?", (submission.trial_id,))
             if known and self._store(submission, submitted_at, digest).stored:
                 added += 1
         return added
-
-
-def read_export(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSON-lines export written by `ExpertStore.write_export`.
-
-    Raises:
-        StmZooError: a line that is not a JSON object.
-    """
-    answers = []
-    with Path(path).open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise StmZooError(f"{path}, line {number}: not JSON ({error}).") from None
-            if not isinstance(item, dict):
-                raise StmZooError(f"{path}, line {number}: not a JSON object.")
-            answers.append(item)
-    return answers
-
-
-# ---------------------------------------------------------------------------------------------
-# Sync to a Hugging Face dataset repo
-
-
-@dataclass(frozen=True)
-class SyncConfig:
-    """Where answers are pushed.
-
-    Attributes:
-        repo_id: the dataset repo (`EXPERT_EVAL_DATASET`, default `<SPACE_ID>-ratings`).
-        token: the Hub token (`HF_TOKEN`).
-        every_minutes: push interval (`EXPERT_EVAL_SYNC_MINUTES`, default 5).
-        folder: the local folder the scheduler uploads (`<data_dir()>/expert_eval_sync`).
-    """
-
-    repo_id: str
-    token: str
-    every_minutes: float
-    folder: Path
-
-    def __repr__(self) -> str:  # never print the token
-        fields = {**asdict(self), "token": "***"}
-        return f"SyncConfig({fields})"
-
-
-def sync_config(env: Mapping[str, str] | None = None) -> tuple[SyncConfig | None, str]:
-    """The sync configuration from the environment, or None and the reason it is off."""
-    env = os.environ if env is None else env
-    space = env.get("SPACE_ID", "").strip()
-    token = (env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or "").strip()
-    if not space:
-        return None, "Hub sync off: not running on a Hugging Face Space (SPACE_ID unset)."
-    if not token:
-        return None, "Hub sync off: no HF_TOKEN secret set on the Space."
-    repo_id = env.get("EXPERT_EVAL_DATASET", "").strip() or f"{space}-ratings"
-    try:
-        minutes = float(env.get("EXPERT_EVAL_SYNC_MINUTES", SYNC_EVERY_MINUTES))
-    except ValueError:
-        return None, "Hub sync off: EXPERT_EVAL_SYNC_MINUTES is not a number."
-    folder = Path(env.get("EXPERT_EVAL_SYNC_DIR", "") or data_dir() / "expert_eval_sync")
-    return SyncConfig(repo_id, token, max(minutes, 1.0), folder), f"Hub sync to {repo_id}."
-
-
-class RatingsSync:
-    """Keeps a JSON-lines snapshot of the store in a folder that a CommitScheduler uploads.
-
-    Attributes:
-        path: this process's snapshot file.
-        lock: held while writing, shared with the scheduler so that it never uploads a half
-            written file.
-    """
-
-    def __init__(
-        self, store: ExpertStore, folder: Path, lock: Any = None, scheduler: Any = None
-    ) -> None:
-        self.store = store
-        self.scheduler = scheduler
-        self.lock = lock if lock is not None else threading.Lock()
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        self.path = folder / f"answers-{stamp}-{secrets.token_hex(4)}.jsonl"
-
-    def snapshot(self) -> Path:
-        """Write every answer of the store to `path` (call after each stored answer)."""
-        with self.lock:
-            return self.store.write_export(self.path)
-
-
-def start_sync(
-    store: ExpertStore, env: Mapping[str, str] | None = None
-) -> tuple[RatingsSync | None, str]:
-    """Start pushing answers to the Hub when configured (see `sync_config`).
-
-    Earlier snapshots in the repo are imported first, so that a restarted Space with an empty
-    disk carries on where it stopped. Returns (None, reason) when sync is off or cannot start.
-    """
-    config, reason = sync_config(env)
-    if config is None:
-        log.info(reason)
-        return None, reason
-    try:
-        from huggingface_hub import CommitScheduler, snapshot_download
-
-        restored = 0
-        try:
-            local = snapshot_download(
-                config.repo_id,
-                repo_type="dataset",
-                allow_patterns=["*.jsonl"],
-                token=config.token,
-            )
-            for file in sorted(Path(local).rglob("*.jsonl")):
-                restored += store.import_answers(read_export(file))
-        except Exception as error:  # a new (empty or absent) repo is the normal first start
-            log.info("nothing restored from %s (%s)", config.repo_id, type(error).__name__)
-        scheduler = CommitScheduler(
-            repo_id=config.repo_id,
-            repo_type="dataset",
-            folder_path=config.folder,
-            every=config.every_minutes,
-            private=True,
-            token=config.token,
-            allow_patterns=["*.jsonl"],
-        )
-    except Exception as error:
-        message = f"Hub sync off: could not start it for {config.repo_id} ({error})."
-        log.warning(message)
-        return None, message
-    sync = RatingsSync(store, config.folder, scheduler.lock, scheduler)
-    sync.snapshot()
-    return sync, f"Hub sync to {config.repo_id} every {config.every_minutes:g} min" + (
-        f"; {restored} earlier answer(s) restored." if restored else "."
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Opening studies, `python -m expert_eval export`
 
 
 def open_studies(
@@ -837,41 +521,3 @@ def open_studies(
     for study in studies:
         store.register_study(study)
     return studies, store
-
-
-def add_db_argument(parser: Any) -> None:
-    parser.add_argument(
-        "--db",
-        type=Path,
-        help="the ratings database (default: EXPERT_EVAL_DB, else expert_eval.sqlite3 in the "
-        "data folder: STM_ZOO_DATA_DIR, /data/stm-zoo on Spaces, ~/.local/share/stm-zoo)",
-    )
-
-
-def configure_parser(parser: Any) -> None:
-    parser.add_argument("studies", nargs="+", type=Path, help="study folders")
-    add_db_argument(parser)
-    parser.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="FILE.csv (one row per rating) or FILE.jsonl "
-        "(one answer per line, the Hub sync format)",
-    )
-
-
-def run(args: Any) -> int:
-    from expert_eval.analysis import write_ratings_csv
-
-    suffix = args.out.suffix.lower()
-    if suffix not in (".csv", ".jsonl"):
-        raise StmZooError(f"--out {args.out}: write a .csv or a .jsonl file.")
-    studies, store = open_studies(args.studies, args.db)
-    ids = [s.study_id for s in studies]
-    if suffix == ".csv":
-        write_ratings_csv(store.records(ids), args.out)
-    else:
-        store.write_export(args.out, ids)
-    n = len(store.export_answers(ids))
-    print(f"{n} answer(s) from {store.path} written to {args.out} (unblinded: keep it private).")
-    return 0

@@ -33,18 +33,14 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from expert_eval.analysis import summarise
+from expert_eval.export import write_ratings_csv
 from expert_eval.raters import QUERY_PARAMETER
-from expert_eval.store import (
-    ExpertStore,
-    InvalidSubmission,
-    RatingsSync,
-    Score,
-    Submission,
-    open_studies,
-    start_sync,
-)
+from expert_eval.records import InvalidSubmission, Score, Submission
+from expert_eval.store import ExpertStore, open_studies
 from expert_eval.study import LABELS, Study, Trial, now_iso, presentation_order, rater_key
 from expert_eval.study import trial_sort_key as _trial_sort_key
+from expert_eval.sync import RatingsSync, start_sync
 from stm_zoo.errors import StmZooError
 
 log = logging.getLogger(__name__)
@@ -286,7 +282,6 @@ class ExpertPanel:
             )
         if not hmac.compare_digest((token or "").encode("utf-8"), expected.encode("utf-8")):
             return "Wrong admin token.", None, []
-        from expert_eval.analysis import summarise, write_ratings_csv
         from webapp.uploads import new_work_dir
 
         records = self.store.records([s.study_id for s in self.studies])

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from expert_eval.store import Score, Submission
+from expert_eval.records import Score, Submission
 from expert_eval.study import Study, StudyInput, StudyOutput, Trial, prepare
 
 MODELS = ["classical", "fm-small-2", "ddim-small-3"]

@@ -10,7 +10,8 @@ import pytest
 
 from expert_eval import analysis as an
 from expert_eval.__main__ import main
-from expert_eval.store import ExpertStore, RatingRecord
+from expert_eval.records import RatingRecord
+from expert_eval.store import ExpertStore
 from stm_zoo.errors import StmZooError
 
 MODELS = ["fm-large-2", "ddim-fft-large-10", "ddim-small-10"]

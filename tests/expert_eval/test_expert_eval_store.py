@@ -19,9 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from expert_eval import records
 from expert_eval import store as st
+from expert_eval import sync as hub
 from expert_eval.__main__ import main
-from expert_eval.store import ExpertStore, InvalidSubmission, NameTaken
+from expert_eval.export import read_export, write_export
+from expert_eval.records import InvalidSubmission
+from expert_eval.store import ExpertStore, NameTaken
 from stm_zoo.errors import StmZooError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -95,7 +99,7 @@ def test_a_write_failing_midway_is_rolled_back_whole(db, make_answer, monkeypatc
     store, study = db
     # Past the checks made in Python, the third rating breaks the table's CHECK: by then the
     # rater, the answer and two ratings are written inside the transaction.
-    monkeypatch.setattr(ExpertStore, "_check_shape", staticmethod(lambda submission: None))
+    monkeypatch.setattr(st, "check_submission", lambda submission: None)
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         store.submit(make_answer(study, 1, "bob", ratings=[4, 4, 9]))
     assert not store._connection().in_transaction  # the reused connection is left clean
@@ -169,7 +173,7 @@ def test_unknown_trial_long_comment_and_bad_names_are_rejected(db, make_answer):
     with pytest.raises(InvalidSubmission, match="Unknown trial"):
         store.submit(replace(answer, trial_id="deadbeefdeadbeef"))
     with pytest.raises(InvalidSubmission, match="comment"):
-        store.submit(replace(answer, comment="x" * (st.MAX_COMMENT + 1)))
+        store.submit(replace(answer, comment="x" * (records.MAX_COMMENT + 1)))
     for name in ("", "   ", "x" * 65, "tab\x07bell"):
         with pytest.raises(StmZooError):
             store.submit(replace(answer, rater=name))
@@ -410,7 +414,7 @@ def test_export_is_the_file_the_scheduler_pushes_and_imports_back(db, tmp_path, 
     store.submit(make_answer(study, 0, "alice", ratings=[5, 4, 3], comment="nice"))
     store.submit(make_answer(study, 1, "bob", ranks=[3, 1, 2]))
     lock = threading.Lock()
-    sync = st.RatingsSync(store, tmp_path / "sync", lock)
+    sync = hub.RatingsSync(store, tmp_path / "sync", lock)
     path = sync.snapshot()
     assert path.parent == tmp_path / "sync" and path.name.startswith("answers-")
     assert path.suffix == ".jsonl" and not lock.locked()
@@ -428,8 +432,8 @@ def test_export_is_the_file_the_scheduler_pushes_and_imports_back(db, tmp_path, 
     # A restarted Space starts from an empty disk and restores the answers from the repo.
     fresh = ExpertStore(tmp_path / "fresh.sqlite3")
     fresh.register_study(study)
-    assert fresh.import_answers(st.read_export(path)) == 2
-    assert fresh.import_answers(st.read_export(path)) == 0  # idempotent
+    assert fresh.import_answers(read_export(path)) == 2
+    assert fresh.import_answers(read_export(path)) == 0  # idempotent
     assert fresh.export_answers() == store.export_answers()
     assert fresh.rater_for_token(token) == "alice"  # her token works after a restore
 
@@ -446,22 +450,22 @@ def test_export_is_the_file_the_scheduler_pushes_and_imports_back(db, tmp_path, 
 
 def test_sync_is_off_without_space_or_token(db, monkeypatch):
     store, _ = db
-    assert st.sync_config({})[0] is None
-    config, reason = st.sync_config({"SPACE_ID": "lab/stm"})
+    assert hub.sync_config({})[0] is None
+    config, reason = hub.sync_config({"SPACE_ID": "lab/stm"})
     assert config is None and "HF_TOKEN" in reason
-    config, reason = st.sync_config({"HF_TOKEN": "hf_x"})
+    config, reason = hub.sync_config({"HF_TOKEN": "hf_x"})
     assert config is None and "SPACE_ID" in reason
     for name in ("SPACE_ID", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    assert st.start_sync(store) == (None, st.sync_config({})[1])
+    assert hub.start_sync(store) == (None, hub.sync_config({})[1])
 
 
 def test_sync_config_when_configured_hides_the_token(tmp_path):
     env = {"SPACE_ID": "lab/stm", "HF_TOKEN": "hf_secret", "EXPERT_EVAL_SYNC_DIR": str(tmp_path)}
-    config, _ = st.sync_config(env)
+    config, _ = hub.sync_config(env)
     assert config.repo_id == "lab/stm-ratings" and config.folder == tmp_path
-    assert config.every_minutes == st.SYNC_EVERY_MINUTES and "hf_secret" not in repr(config)
-    config, _ = st.sync_config({**env, "EXPERT_EVAL_DATASET": "lab/panel"})
+    assert config.every_minutes == hub.SYNC_EVERY_MINUTES and "hf_secret" not in repr(config)
+    config, _ = hub.sync_config({**env, "EXPERT_EVAL_DATASET": "lab/panel"})
     assert config.repo_id == "lab/panel"
 
 
@@ -496,7 +500,7 @@ def test_configured_sync_restores_then_pushes_snapshots(db, make_answer, tmp_pat
     earlier.submit(make_answer(study, 4, "from-last-run", ratings=[2, 2, 2]))
     repo = tmp_path / "repo"
     repo.mkdir()
-    earlier.write_export(repo / "answers-old.jsonl")
+    write_export(earlier, repo / "answers-old.jsonl")
     created = {}
 
     class FakeScheduler:
@@ -507,15 +511,15 @@ def test_configured_sync_restores_then_pushes_snapshots(db, make_answer, tmp_pat
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(repo))
     monkeypatch.setattr(huggingface_hub, "CommitScheduler", FakeScheduler)
     env = {"SPACE_ID": "lab/stm", "HF_TOKEN": "hf_x", "EXPERT_EVAL_SYNC_DIR": str(tmp_path / "s")}
-    sync, message = st.start_sync(store, env)
+    sync, message = hub.start_sync(store, env)
     assert "1 earlier answer(s) restored" in message and "lab/stm-ratings" in message
     assert created["repo_id"] == "lab/stm-ratings" and created["repo_type"] == "dataset"
     assert created["private"] is True and created["folder_path"] == tmp_path / "s"
     assert store.answered_trials("from-last-run") == {study.trials[4].trial_id}
-    assert [a["rater"] for a in st.read_export(sync.path)] == ["from-last-run"]
+    assert [a["rater"] for a in read_export(sync.path)] == ["from-last-run"]
     store.submit(make_answer(study, 0, "new"))
     sync.snapshot()
-    assert [a["rater"] for a in st.read_export(sync.path)] == ["from-last-run", "new"]
+    assert [a["rater"] for a in read_export(sync.path)] == ["from-last-run", "new"]
 
 
 def test_a_name_is_claimed_once_and_only_its_token_leads_back(db, make_answer):
