@@ -36,6 +36,7 @@ import numpy as np
 from evaluation.benchmarks import (
     PAPER_SYNTHETIC,
     PAPER_TARGETED,
+    RowSpec,
     TileSet,
     load_split,
     targeted_sets,
@@ -217,10 +218,10 @@ def report(data_dir: Path, limit: int | None, shared: Path = SHARED_DATA) -> dic
     """Every number of the report (see the module docstring)."""
     from training.datasets import read_manifest
 
-    task = read_manifest(data_dir)["task"]
+    manifest = read_manifest(data_dir)
+    task = manifest["task"]
     sets = {"full pipeline": (load_split(data_dir, "test", limit), data_dir)}
     targeted = targeted_sets(data_dir, limit)
-    manifest = read_manifest(data_dir)
     for name, tiles in targeted.items():
         sets[name] = (tiles, data_dir / manifest["targeted"][name])
     rows, tails = [], {}
@@ -228,7 +229,7 @@ def report(data_dir: Path, limit: int | None, shared: Path = SHARED_DATA) -> dic
         scores = input_scores(tiles)
         psnr = np.array(scores.pop("per_sample_psnr"))
         paper = (
-            PAPER_SYNTHETIC.get(task, {}).get(_input_row(), {})
+            PAPER_SYNTHETIC.get(task, {}).get(RowSpec("input"), {})
             if name == "full pipeline"
             else PAPER_TARGETED.get(task, {}).get(name, {})
         )
@@ -254,12 +255,6 @@ def report(data_dir: Path, limit: int | None, shared: Path = SHARED_DATA) -> dic
         "oracle": oracle,
         "tiles": stats,
     }
-
-
-def _input_row():
-    from evaluation.benchmarks import RowSpec
-
-    return RowSpec("input")
 
 
 def markdown(result: dict) -> str:

@@ -301,10 +301,7 @@ def restore(
     )
     if no_resample:
         step += ", at the file's own pixels"
-    restored = scan.replace(
-        data=result,
-        scan_size_m=(scan.scan_size_m[0], scan.scan_size_m[1]),
-    )
+    restored = scan.replace(data=result)
     restored.history.append(step)
     warnings += quality_warnings(
         scan, result, std, plan, model.config.pixel_size_nm, factor, no_resample

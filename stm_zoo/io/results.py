@@ -155,10 +155,11 @@ def _on_grid(scan: Scan, origin: Scan) -> Scan:
         return scan.replace(scan_size_m=origin.scan_size_m)
     h, w = origin.shape
     kept = scan.metadata.get(KEPT_ROWS)
+    valid = origin.valid_rows()
     if kept is not None and kept[2] == h:
         start, stop = int(kept[0]), int(kept[1])
-    elif origin.valid_rows().any():
-        start, stop = longest_run(origin.valid_rows())
+    elif valid.any():
+        start, stop = longest_run(valid)
     else:
         return scan
     if scan.shape != (stop - start, w):
