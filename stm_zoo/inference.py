@@ -130,8 +130,9 @@ def make_tile_fn(model: LoadedModel, steps: int, name: str = "the scan"):
     """
     import torch
 
+    from stm_zoo.nn.precision import autocast
+
     method = model.config.method()
-    dtype = getattr(torch, model.dtype)
 
     def run(tiles: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
         normed, lo, span = normalise_tiles(tiles.astype(np.float32))
@@ -142,10 +143,7 @@ def make_tile_fn(model: LoadedModel, steps: int, name: str = "the scan"):
             if noise is None
             else torch.from_numpy(noise[:, None]).to(model.device, memory_format=layout)
         )
-        autocast = torch.autocast(
-            device_type=model.device.split(":")[0], dtype=dtype, enabled=model.dtype != "float32"
-        )
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast(model.device, model.dtype):
             out = method.sample(model.network, cond, steps, noise_t)
         out_np = out[:, 0].float().cpu().numpy()
         check_finite_output(out_np, model.key, name)

@@ -79,6 +79,10 @@ class TrainConfig:
     norm_groups: int = field(
         default=0, metadata={"help": "override the GroupNorm groups (0: the preset's)"}
     )
+    patch_size: int = field(
+        default=0,
+        metadata={"help": "override the space-to-depth factor of the stem (0: the preset's)"},
+    )
     weights_dtype: str = field(
         default="float32", metadata={"help": "dtype of the published model.safetensors"}
     )
@@ -161,6 +165,8 @@ class TrainConfig:
                 )
         if self.norm_groups < 0:
             raise StmZooError(f"--norm-groups must be >= 0, got {self.norm_groups}.")
+        if self.patch_size < 0:
+            raise StmZooError(f"--patch-size must be >= 0, got {self.patch_size}.")
         # Validates the options.
         get_method(self.family, self.prediction, self.time_sampling, self.output_range)
         if self.time_budget_min < 0:

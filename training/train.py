@@ -27,7 +27,6 @@ writes files. The run folder must be on a filesystem every node sees for resumin
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -57,6 +56,7 @@ from stm_zoo.methods import Method, get_method
 from stm_zoo.methods import ddim as ddim_methods
 from stm_zoo.methods import flow_matching as fm_methods
 from stm_zoo.nn import UNet, UNetConfig
+from stm_zoo.nn.precision import autocast
 from stm_zoo.preprocess import normalise_tiles
 from stm_zoo.zoo import (
     DEFAULT_PIXEL_SIZE_NM,
@@ -235,13 +235,6 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if native else None
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """The one autocast context of training and validation (a no-op for fp32)."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def lr_factor(step: int, config: TrainConfig) -> float:
     """Learning rate of optimiser step `step` (0-based), as a fraction of `config.lr`.
 
@@ -290,6 +283,8 @@ def network_config(config: TrainConfig) -> UNetConfig:
         raise StmZooError("--channels changes the number of levels: give --blocks-per-level too.")
     if config.norm_groups:
         overrides["norm_groups"] = config.norm_groups
+    if config.patch_size:
+        overrides["patch_size"] = config.patch_size
     try:
         return dataclasses.replace(base, **overrides)
     except ValueError as error:
