@@ -40,6 +40,7 @@ import gradio as gr  # noqa: E402
 
 from expert_eval.ui import expert_tab
 from stm_zoo.errors import StmZooError
+from stm_zoo.pipeline import RestoreOptions
 from stm_zoo.zoo import resolve_device, zoo_dir, zoo_repo
 from training import explorer as synthetic
 from webapp import plots, previews
@@ -56,8 +57,8 @@ from webapp.models import (
     zero_gpu,
 )
 from webapp.restoring import (
-    RestoreOptions,
     RestoreOutcome,
+    RestoreRequest,
     describe_result,
     describe_scan,
     inspect_upload,
@@ -115,22 +116,22 @@ def _positive_or_none(value: float | None) -> float | None:
 
 
 def _run_restore(
-    files: Any, options: RestoreOptions, limits: AppLimits, progress: Any = None
+    files: Any, request: RestoreRequest, limits: AppLimits, progress: Any = None
 ) -> RestoreOutcome:
     def notify(fraction: float, message: str) -> None:
         if progress is not None:
             progress(fraction, desc=message)
 
-    return restore_upload(files, options, MODELS, limits, notify)
+    return restore_upload(files, request, MODELS, limits, notify)
 
 
 def _gpu_duration(
-    files: Any, options: RestoreOptions, limits: AppLimits, progress: Any = None
+    files: Any, request: RestoreRequest, limits: AppLimits, progress: Any = None
 ) -> int:
     shape = None
     with suppress(StmZooError, IndexError, OSError):
         shape = announced_shape(upload_paths(files)[0])
-    return gpu_seconds(shape, options.steps, options.samples)
+    return gpu_seconds(shape, request.options.steps, request.options.samples)
 
 
 # Decorated at import time, as ZeroGPU requires; a plain function off Hugging Face Spaces.
@@ -330,18 +331,21 @@ def restore_tab(ctx: AppContext) -> None:
                 family=family,
                 size=size,
                 steps=int(steps),
-                device=device or "auto",
-                seed=None if seed is None else int(seed),
                 samples=int(samples),
+                seed=None if seed is None else int(seed),
+                device=device or "auto",
                 keep_measured=bool(keep),
                 no_resample=bool(no_resample),
+            )
+            request = RestoreRequest(
+                options,
                 channel=channel or "Z",
                 direction=direction or "forward",
                 scan_size_nm=_positive_or_none(scan_width),
             )
             on_gpu = family != "classical" and resolve_device(options.device) == "cuda"
             runner = _run_restore_on_gpu if on_gpu else _run_restore
-            outcome = runner(files, options, limits, progress)
+            outcome = runner(files, request, limits, progress)
             views = previews.render_views(
                 outcome.scan, outcome.result.scan, outcome.result.std, colour
             )

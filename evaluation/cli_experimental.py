@@ -78,7 +78,7 @@ def scan_tiles(
         (n, tile, tile) float32 tiles in [-1, 1], row-major over the scan; (0, tile, tile) when the
         scan is smaller than one tile.
     """
-    from stm_zoo.inference import sr_input_frame
+    from stm_zoo.io.scan import sr_input_frame
     from stm_zoo.preprocess import prepare
 
     if scan.pixel_size_assumed:

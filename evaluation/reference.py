@@ -121,7 +121,7 @@ def check_model(
 ) -> ReferenceCheck:
     """Restore the reference scan with one zoo entry (or the classical baseline) and score it;
     with `figure`, also draw input | output | difference there (PNG)."""
-    from stm_zoo.inference import restore
+    from stm_zoo.pipeline import restore
 
     scan = load_reference(path)
     result = restore(

@@ -434,14 +434,16 @@ def prepare(
         StmZooError: bad options, unreadable inputs, a missing model (ModelNotFoundError) or a
             non-empty `out`; nothing is left behind in `out` when preparation fails.
     """
-    from stm_zoo.inference import restore
     from stm_zoo.io import load_scan
+    from stm_zoo.pipeline import RestoreOptions, restore
     from stm_zoo.restore_cli import collect_inputs
-    from stm_zoo.zoo import SR_FACTOR, load_model
+    from stm_zoo.zoo import load_model
 
-    if task not in SR_FACTOR:
-        raise StmZooError(f"Unknown task {task!r}: choose restore, sr2 or sr4.")
     specs = parse_models(models)
+    runs = [
+        RestoreOptions(task=task, family=s.family, size=s.size, steps=s.steps, device=device)
+        for s in specs
+    ]
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise StmZooError(f"{out} already exists and is not empty: choose a new study folder.")
@@ -451,13 +453,14 @@ def prepare(
     # Load every model before running any, so that a missing one fails fast.
     loaded = [
         load_model(
-            task,
-            s.family,
-            s.size,
-            device=device,
-            path=zoo_path if s.family != "classical" else None,
+            o.task,
+            o.family,
+            o.size,
+            device=o.device,
+            dtype=o.dtype,
+            path=zoo_path if o.family != "classical" else None,
         )
-        for s in specs
+        for o in runs
     ]
     staging = out.with_name(f".{out.name}.partial-{secrets.token_hex(4)}")
     (staging / "inputs").mkdir(parents=True)
@@ -488,15 +491,9 @@ def prepare(
             item = StudyInput(_new_id(taken), path.name, scan.shape, scan.scan_size_m)
             np.save(study.input_path(item.input_id), scan.data.astype(np.float32))
             outputs = []
-            for j, (spec, model) in enumerate(zip(specs, loaded, strict=True)):
+            for j, (spec, run, model) in enumerate(zip(specs, runs, loaded, strict=True)):
                 run_seed = int(np.random.SeedSequence([seed, i, j]).generate_state(1)[0])
-                result = restore(
-                    scan, task, spec.family, spec.size, spec.steps, seed=run_seed, model=model
-                )
-                if not np.isfinite(result.scan.data).all():
-                    raise StmZooError(
-                        f"{spec.name} produced non-finite values on {path.name}: check the model."
-                    )
+                result = restore(scan, run, model=model, seed=run_seed)
                 output = StudyOutput(_new_id(taken), spec.name, run_seed, result.seconds)
                 np.save(study.output_path(output.output_id), result.scan.data.astype(np.float32))
                 outputs.append(output)

@@ -1,6 +1,7 @@
 """stm-zoo: restore and super-resolve scanning tunnelling microscopy scans.
 
-Public API: `load_scan`, `save_scan`, `list_channels`, `Scan`, `restore`, `load_model`.
+Public API: `load_scan`, `save_scan`, `list_channels`, `Scan`, `restore` with its
+`RestoreOptions` and `RestoreResult`, `load_model`.
 Names are resolved lazily so that `import stm_zoo.errors` (or `--help`) does not import torch.
 """
 
@@ -17,7 +18,9 @@ _LAZY = {
     "save_scan": "stm_zoo.io",
     "list_channels": "stm_zoo.io",
     "scan_info": "stm_zoo.io",
-    "restore": "stm_zoo.inference",
+    "restore": "stm_zoo.pipeline",
+    "RestoreOptions": "stm_zoo.pipeline",
+    "RestoreResult": "stm_zoo.pipeline",
     "load_model": "stm_zoo.zoo",
     "StmZooError": "stm_zoo.errors",
     "STMFileError": "stm_zoo.errors",

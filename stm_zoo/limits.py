@@ -1,6 +1,6 @@
 """What the restore path refuses, repairs and warns about: one set of limits for every interface.
 
-`stm_zoo.inference.restore` applies these for the Python API, `python -m stm_zoo restore` and
+`stm_zoo.pipeline.restore` applies these for the Python API, `python -m stm_zoo restore` and
 the web app (which may pass tighter caps of its own), before anything large is allocated:
 
 - input size (`MAX_INPUT_PIXELS`) and the size of the grid the model runs on, after resampling
@@ -13,7 +13,7 @@ the web app (which may pass tighter caps of its own), before anything large is a
 - flat channels (a constant-height scan's Z): refused, naming the file's channels with signal;
 - model outputs that are not finite (broken weights).
 
-What is repaired or unusual goes into warnings that `restore` returns with its `Result`.
+What is repaired or unusual goes into warnings that `restore` returns with its `RestoreResult`.
 """
 
 from __future__ import annotations

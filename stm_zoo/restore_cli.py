@@ -19,11 +19,15 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from stm_zoo.errors import StmZooError
-from stm_zoo.zoo import FAMILIES, SIZES, TASKS
+from stm_zoo.registry import FAMILIES, FAMILY_SIZES, SIZES, TASKS
+
+if TYPE_CHECKING:
+    from stm_zoo.pipeline import RestoreOptions
 
 log = logging.getLogger(__name__)
 MAX_NAME_BYTES = 240
@@ -117,15 +121,30 @@ def plan_outputs(
     return distinct
 
 
-def check_options(args: argparse.Namespace) -> None:
-    """Refuse out-of-range numbers before any file is read."""
-    if args.steps < 1:
-        raise StmZooError(f"--steps must be at least 1, not {args.steps}.")
-    if args.samples < 1:
-        raise StmZooError(f"--samples must be at least 1, not {args.samples}.")
+def restore_options(args: argparse.Namespace) -> RestoreOptions:
+    """The run's `RestoreOptions`, checked before any file is read: --model's family (default:
+    the task's best entry by its card, else classical) in --size (default: its first size)."""
+    from stm_zoo.pipeline import RestoreOptions
+    from stm_zoo.zoo import default_model
+
     size = args.scan_size_nm
     if size is not None and not (0 < size < float("inf")):
         raise StmZooError(f"--scan-size-nm must be a positive number of nm, not {size}.")
+    family, default_size = default_model(args.task)
+    if args.model is not None and args.model != family:
+        family, default_size = args.model, FAMILY_SIZES.get(args.model, SIZES)[0]
+    return RestoreOptions(
+        task=args.task,
+        family=family,
+        size=args.size or default_size,
+        steps=args.steps,
+        samples=args.samples,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+        keep_measured=args.keep_measured,
+        no_resample=args.no_resample,
+    )
 
 
 def check_free(targets: list[Path], overwrite: bool) -> None:
@@ -196,7 +215,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--steps", type=int, default=2, help="sampler steps")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--dtype", default="float32", help="float32 or bfloat16")
     parser.add_argument("--samples", type=int, default=1, help="samples for an uncertainty map")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--channel", default="Z", help="channel to restore (default Z)")
@@ -237,22 +256,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stm_zoo.inference import restore
     from stm_zoo.io import load_scan, result_label, save_result
-    from stm_zoo.zoo import default_model, load_model, registry
+    from stm_zoo.pipeline import restore
+    from stm_zoo.zoo import load_model
 
-    check_options(args)
+    options = restore_options(args)
     jobs = plan_outputs(collect_jobs(args.inputs, args.out), args)
-    family, size = default_model(args.task)
-    if args.model is not None and args.model != family:
-        sizes = [k.size for k in registry() if k.family == args.model] or ["small"]
-        family, size = args.model, sizes[0]
-    size = args.size or size
-    model = load_model(args.task, family, size, device=args.device, dtype=args.dtype)
+    model = load_model(
+        options.task, options.family, options.size, device=options.device, dtype=options.dtype
+    )
     make_folder(args.out)
-    label = result_label(args.task, model.key.family, model.key.size)
+    label = result_label(options.task, model.key.family, model.key.size)
     done, failures = 0, []
-    bar = tqdm(jobs, unit="file", desc=f"{args.task} {model.key}", disable=len(jobs) == 1)
+    bar = tqdm(jobs, unit="file", desc=f"{options.task} {model.key}", disable=len(jobs) == 1)
     for source, folder in bar:
         try:
             scan = load_scan(
@@ -262,21 +278,12 @@ def run(args: argparse.Namespace) -> int:
                 scan_size_nm=args.scan_size_nm,
             )
             target = output_path(
-                source, folder, scan.channel, args.direction, args.task, args.format
+                source, folder, scan.channel, args.direction, options.task, args.format
             )
             std_file = target.with_name(f"{target.stem}_std{target.suffix}")
-            separate_std = args.samples > 1 and target.suffix not in (".sxm", ".gwy")
+            separate_std = options.samples > 1 and target.suffix not in (".sxm", ".gwy")
             check_free([target, *([std_file] if separate_std else [])], args.overwrite)
-            result = restore(
-                scan,
-                task=args.task,
-                steps=args.steps,
-                seed=args.seed,
-                samples=args.samples,
-                keep_measured=args.keep_measured,
-                model=model,
-                no_resample=args.no_resample,
-            )
+            result = restore(scan, options, model=model)
             make_folder(folder)
             written = save_result(
                 result.scan,

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from stm_zoo.__main__ import main
-from stm_zoo.inference import restore
 from stm_zoo.io import Scan, load_all_scans, load_scan, save_scan
 from stm_zoo.io.results import result_label, save_result
+from stm_zoo.pipeline import RestoreOptions, restore
 from webapp.limits import AppLimits
 from webapp.models import ModelCache
-from webapp.restoring import RestoreOptions, restore_upload
+from webapp.restoring import RestoreRequest, restore_upload
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -52,13 +52,13 @@ def by_cli(source: Path, task: str, family: str, out: Path) -> Path:
 
 def by_app(source: Path, task: str, family: str, out: Path) -> Path:
     options = RestoreOptions(task=task, family=family, size="small", steps=1, device="cpu", seed=0)
-    limits = AppLimits()
-    outcome = restore_upload([str(source)], options, ModelCache(), limits)
+    outcome = restore_upload([str(source)], RestoreRequest(options), ModelCache(), AppLimits())
     return next(p for p in outcome.files if p.suffix == source.suffix)
 
 
 def by_api(source: Path, task: str, family: str, out: Path) -> Path:
-    result = restore(load_scan(source), task=task, family=family, steps=1, seed=0, device="cpu")
+    options = RestoreOptions(task=task, family=family, steps=1, seed=0, device="cpu")
+    result = restore(load_scan(source), options)
     out.mkdir()
     path = out / f"result{source.suffix}"
     return save_result(result.scan, path, label=result_label(task, family, "small"))[0]

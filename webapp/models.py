@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from stm_zoo.errors import StmZooError
-from stm_zoo.zoo import TASKS, LoadedModel, load_model, registry, resolve_device, zoo_dir
+from stm_zoo.pipeline import check_entry
+from stm_zoo.zoo import LoadedModel, load_model, registry, resolve_device, zoo_dir
 
 TASK_LABELS = {"restore": "Restore", "sr2": "Super-resolve x2", "sr4": "Super-resolve x4"}
 FAMILY_LABELS = {
@@ -83,18 +84,6 @@ def all_sizes() -> tuple[str, ...]:
     """Every size any family comes in: the size picker's choices when the app starts, so an API
     call may name any entry before the page narrows the picker to one family's sizes."""
     return tuple(dict.fromkeys(size for family in FAMILY_LABELS for size in sizes_for(family)))
-
-
-def check_entry(task: str, family: str, size: str) -> None:
-    """Refuse an unknown task or family and a size the family does not come in."""
-    if task not in TASKS:
-        raise StmZooError(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}.")
-    sizes = sizes_for(family)
-    if family != "classical" and size not in sizes:
-        raise StmZooError(
-            f"The {family} family comes in size {' or '.join(sizes)} only (paper Table I), "
-            f"not {size!r}: pick {sizes[0]}."
-        )
 
 
 def device_choices() -> list[str]:

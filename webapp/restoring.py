@@ -11,7 +11,7 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,13 @@ import numpy as np
 
 from stm_zoo import limits as engine_limits
 from stm_zoo.errors import StmZooError
-from stm_zoo.inference import Progress, Result, restore, sr_input_frame
 from stm_zoo.io import FORMAT_NAMES, detect_format, load_scan, result_label, save_result
 from stm_zoo.io.cli_info import format_si
-from stm_zoo.io.scan import Scan
-from stm_zoo.zoo import SR_FACTOR
+from stm_zoo.io.scan import Scan, sr_input_frame
+from stm_zoo.pipeline import Progress, RestoreOptions, RestoreResult, restore
+from stm_zoo.registry import SR_FACTOR
 from webapp.limits import AppLimits, check_announced, check_pixels
-from webapp.models import ModelCache, check_entry
+from webapp.models import ModelCache
 from webapp.previews import remove_plane, robust_range
 from webapp.uploads import new_work_dir, resolve_upload
 
@@ -37,46 +37,31 @@ EXTRA_SUFFIXES = (".gwy", ".png", ".npy")
 
 
 @dataclass(frozen=True)
-class RestoreOptions:
-    """The choices of one Restore request.
+class RestoreRequest:
+    """One Restore request: what to run on which image of the upload.
 
     Attributes:
-        task: "restore", "sr2" or "sr4".
-        family, size: the zoo entry.
-        steps: sampler steps (ignored by ae and classical).
-        device: "auto", "cpu" or "cuda".
-        seed: seed of the noise field; None draws one.
-        samples: independent samples (their mean is the result, their std the uncertainty).
-        keep_measured: SR only: copy the measured lines into the result unchanged.
+        options: the pipeline's options (task, model, steps, samples, seed, device, ...), already
+            checked when they were made.
         channel, direction: what to read from the file.
         scan_size_nm: frame width in nm for files without a physical size (png/tif/npy).
-        no_resample: run the model on the file's own pixels, not resampled to the model's.
     """
 
-    task: str = "restore"
-    family: str = "fm"
-    size: str = "small"
-    steps: int = 2
-    device: str = "auto"
-    seed: int | None = 0
-    samples: int = 1
-    keep_measured: bool = False
+    options: RestoreOptions = field(default_factory=RestoreOptions)
     channel: str = "Z"
     direction: str = "forward"
     scan_size_nm: float | None = None
-    no_resample: bool = False
 
     def check(self, limits: AppLimits) -> None:
-        """Refuse out-of-range numbers with a one-sentence message."""
-        check_entry(self.task, self.family, self.size)
-        if not 1 <= self.steps <= limits.max_steps:
-            raise StmZooError(f"Steps must be between 1 and {limits.max_steps}, not {self.steps}.")
-        if not 1 <= self.samples <= limits.max_samples:
+        """Refuse what this app's limits do not allow, with a one-sentence message."""
+        if self.options.steps > limits.max_steps:
             raise StmZooError(
-                f"Samples must be between 1 and {limits.max_samples}, not {self.samples}."
+                f"Steps must be between 1 and {limits.max_steps}, not {self.options.steps}."
             )
-        if self.seed is not None and not 0 <= self.seed < 2**63:
-            raise StmZooError(f"The seed must be a whole number >= 0, not {self.seed}.")
+        if self.options.samples > limits.max_samples:
+            raise StmZooError(
+                f"Samples must be between 1 and {limits.max_samples}, not {self.options.samples}."
+            )
         if self.scan_size_nm is not None and not (
             math.isfinite(self.scan_size_nm) and 0 < self.scan_size_nm <= 1e6
         ):
@@ -101,7 +86,7 @@ class RestoreOutcome:
     source: Path
     source_format: str
     scan: Scan
-    result: Result
+    result: RestoreResult
     files: list[Path]
     total_seconds: float
 
@@ -164,7 +149,7 @@ def inspect_upload(
 
 def restore_upload(
     files: Any,
-    options: RestoreOptions,
+    request: RestoreRequest,
     models: ModelCache,
     limits: AppLimits,
     progress: Progress | None = None,
@@ -176,50 +161,39 @@ def restore_upload(
     """
     started = time.perf_counter()
     notify = progress or (lambda fraction, message: None)
-    options.check(limits)
+    request.check(limits)
+    options = replace(
+        request.options,
+        max_grid_pixels=min(request.options.max_grid_pixels, limits.max_model_pixels),
+    )
     work_dir = new_work_dir()
     notify(0.0, "reading the scan")
     path = resolve_upload(files, work_dir)
     raw = read_scan(
         path,
         limits,
-        options.channel,
-        options.direction,
-        options.scan_size_nm,
+        request.channel,
+        request.direction,
+        request.scan_size_nm,
         options.task,
         repair=False,
     )
     notify(0.0, "loading the model")
-    model = models.get(options.task, options.family, options.size, options.device)
-    result = restore(
-        raw,
-        task=options.task,
-        family=options.family,
-        size=options.size,
-        steps=options.steps,
-        device=options.device,
-        seed=options.seed,
-        samples=options.samples,
-        progress=notify,
-        keep_measured=options.keep_measured,
-        model=model,
-        no_resample=options.no_resample,
-        max_grid_pixels=limits.max_model_pixels,
-    )
+    model = models.get(options.task, options.family, options.size, options.device, options.dtype)
+    result = restore(raw, options, model=model, progress=notify)
     scan = result.input if result.input is not None else raw
     notify(1.0, "writing the downloads")
     fmt = detect_format(path)
-    tag = f"{options.task}-{options.family}" + (
-        "" if options.family == "classical" else f"-{options.size}"
-    )
+    ran = result.options
+    tag = f"{ran.task}-{ran.family}" + ("" if ran.family == "classical" else f"-{ran.size}")
     files_out = write_downloads(
         result,
         fmt,
         f"{safe_stem(path)}_{tag}",
         work_dir / "out",
         source=path,
-        label=result_label(options.task, options.family, options.size),
-        scan_size_nm=options.scan_size_nm,
+        label=result_label(ran.task, ran.family, ran.size),
+        scan_size_nm=request.scan_size_nm,
     )
     total = time.perf_counter() - started
     log.info(
@@ -243,7 +217,7 @@ def safe_stem(path: Path) -> str:
 
 
 def write_downloads(
-    result: Result,
+    result: RestoreResult,
     source_format: str,
     stem: str,
     folder: Path,

@@ -5,8 +5,8 @@ it (measured quality, training domain and training budget), from its card.
 from __future__ import annotations
 
 from stm_zoo.errors import StmZooError
+from stm_zoo.pipeline import check_entry
 from stm_zoo.zoo import EntryConfig, zoo_dir
-from webapp.models import check_entry
 
 
 def _status(task: str, family: str, size: str):

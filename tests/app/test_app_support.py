@@ -9,12 +9,13 @@ import pytest
 
 from stm_zoo.errors import ModelNotFoundError, StmZooError
 from stm_zoo.io import Scan, list_channels, load_scan, save_scan
+from stm_zoo.pipeline import RestoreOptions
 from training import explorer as synthetic
 from webapp import previews
 from webapp.limits import AppLimits, announced_shape
 from webapp.models import ModelCache, device_choices, gpu_seconds, zero_gpu
 from webapp.restoring import (
-    RestoreOptions,
+    RestoreRequest,
     describe_result,
     describe_scan,
     inspect_upload,
@@ -192,13 +193,13 @@ def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_p
 def test_options_are_checked():
     limits = AppLimits()
     with pytest.raises(StmZooError, match="Steps must be between 1 and 50"):
-        RestoreOptions(steps=0).check(limits)
+        RestoreRequest(RestoreOptions(steps=51)).check(limits)
     with pytest.raises(StmZooError, match="Samples"):
-        RestoreOptions(samples=99).check(limits)
-    with pytest.raises(StmZooError, match="size large only"):
-        RestoreOptions(family="ae", size="small").check(limits)
+        RestoreRequest(RestoreOptions(samples=99)).check(limits)
     with pytest.raises(StmZooError, match="scan width"):
-        RestoreOptions(scan_size_nm=-3.0).check(limits)
+        RestoreRequest(scan_size_nm=-3.0).check(limits)
+    with pytest.raises(StmZooError, match="size large only"):
+        RestoreOptions(family="ae", size="small")  # the pipeline's own check, when made
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -327,8 +328,8 @@ def test_train_command_names_a_real_preset():
 def test_restore_upload_writes_every_download_with_the_input_geometry(tmp_path: Path):
     source = tmp_path / "scan.sxm"
     save_scan(Scan(surface((64, 96)), scan_size_m=(30e-9, 20e-9)), source)
-    options = RestoreOptions(family="classical", device="cpu")
-    outcome = restore_upload([str(source)], options, ModelCache(), AppLimits())
+    request = RestoreRequest(RestoreOptions(family="classical", device="cpu"))
+    outcome = restore_upload([str(source)], request, ModelCache(), AppLimits())
     assert [p.suffix for p in outcome.files] == [".sxm", ".gwy", ".png", ".npy"]
     for path in outcome.files[:3]:
         back = load_scan(path)
@@ -345,8 +346,8 @@ def test_restore_upload_writes_every_download_with_the_input_geometry(tmp_path: 
 
 def test_restore_upload_super_resolves_a_npy_with_its_scan_width(tmp_path: Path):
     source = write_npy(tmp_path / "lines.npy", (32, 64))
-    options = RestoreOptions(task="sr2", family="classical", scan_size_nm=12.5)
-    outcome = restore_upload([str(source)], options, ModelCache(), AppLimits())
+    request = RestoreRequest(RestoreOptions(task="sr2", family="classical"), scan_size_nm=12.5)
+    outcome = restore_upload([str(source)], request, ModelCache(), AppLimits())
     assert outcome.result.scan.shape == (64, 64)
     assert outcome.files[0].suffix == ".npy"
     gwy = load_scan(next(p for p in outcome.files if p.suffix == ".gwy"), "Z_sr2_classical")
@@ -355,10 +356,10 @@ def test_restore_upload_super_resolves_a_npy_with_its_scan_width(tmp_path: Path)
 
 def test_model_grid_limit_names_the_model_pixel_size(tmp_path: Path):
     source = write_npy(tmp_path / "coarse.npy", (64, 64))
-    options = RestoreOptions(family="classical", scan_size_nm=1000.0)  # 15.6 nm/px
+    request = RestoreRequest(RestoreOptions(family="classical"), scan_size_nm=1000.0)  # 15.6 nm/px
     limits = AppLimits(max_model_pixels=1_000_000)
     with pytest.raises(StmZooError, match=r"at the model's 0.1953 nm/px"):
-        restore_upload([str(source)], options, ModelCache(), limits)
+        restore_upload([str(source)], request, ModelCache(), limits)
 
 
 def test_inspect_upload_lists_channels_and_directions(fixtures_dir: Path):

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from stm_zoo.inference import restore
 from stm_zoo.io import Scan, load_scan, save_scan
 from stm_zoo.nn import UNet, UNetConfig
+from stm_zoo.pipeline import restore
 from stm_zoo.restore_cli import collect_inputs, output_path
 from stm_zoo.zoo import EntryConfig, LoadedModel
 

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from stm_zoo import lattice
-from stm_zoo.inference import Result, quality_warnings, restore
 from stm_zoo.io import Scan, load_scan
 from stm_zoo.limits import plan_grid
+from stm_zoo.pipeline import RestoreResult, quality_warnings, restore
 from stm_zoo.zoo import REPO_ZOO_DIR, EntryConfig, LoadedModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -52,11 +52,11 @@ def at_pitch(
     return Scan(heights_m.astype(np.float32), scan_size_m=size)
 
 
-def classical(scan: Scan | np.ndarray, **options) -> Result:
+def classical(scan: Scan | np.ndarray, **options) -> RestoreResult:
     return restore(scan, family="classical", **options)
 
 
-def lattice_lines(result: Result) -> list[str]:
+def lattice_lines(result: RestoreResult) -> list[str]:
     return [w for w in result.warnings if "dimer-row" in w or "lattice" in w]
 
 

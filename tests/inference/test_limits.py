@@ -12,9 +12,9 @@ from torch import nn
 
 from stm_zoo import limits
 from stm_zoo.errors import StmZooError
-from stm_zoo.inference import Result, restore
 from stm_zoo.io import Scan, load_scan, save_scan
 from stm_zoo.io.cli_info import format_si
+from stm_zoo.pipeline import RestoreOptions, RestoreResult, restore
 from stm_zoo.preprocess import glitch_mask, inpaint
 from stm_zoo.zoo import EntryConfig, LoadedModel
 
@@ -33,7 +33,7 @@ def at_pitch(data: np.ndarray, pitch_m: float = PITCH_M, **fields) -> Scan:
     return Scan(data.astype(np.float32), scan_size_m=(w * pitch_m, h * pitch_m), **fields)
 
 
-def classical(scan: Scan | np.ndarray, **options) -> Result:
+def classical(scan: Scan | np.ndarray, **options) -> RestoreResult:
     return restore(scan, family="classical", **options)
 
 
@@ -220,10 +220,10 @@ def test_non_finite_model_output_is_refused() -> None:
 # --- interfaces ----------------------------------------------------------------------------
 
 
-def test_result_stays_backward_compatible() -> None:
+def test_result_defaults_to_no_warnings_and_no_input() -> None:
     scan = at_pitch(lattice((32, 32)))
-    old = Result(scan, None, None, 1.0, "restore/classical")
-    assert old.warnings == [] and old.input is None
+    made = RestoreResult(scan, None, None, 1.0, "restore/classical", RestoreOptions())
+    assert made.warnings == [] and made.input is None
 
 
 def test_format_si_prints_unitless_values_plainly() -> None:
@@ -239,25 +239,25 @@ def test_the_app_uses_the_same_limits_and_shows_the_warnings(
 ) -> None:
     from webapp.limits import AppLimits
     from webapp.models import ModelCache
-    from webapp.restoring import RestoreOptions, describe_result, restore_upload
+    from webapp.restoring import RestoreRequest, describe_result, restore_upload
 
     monkeypatch.setenv("STM_ZOO_APP_TMP", str(tmp_path / "app"))
     data = lattice((128, 128))
     data.flat[np.random.default_rng(2).choice(data.size, 20, replace=False)] = np.nan
     source = tmp_path / "holes.npy"
     np.save(source, data.astype(np.float32))
-    options = RestoreOptions(family="classical")
-    outcome = restore_upload([str(source)], options, ModelCache(), AppLimits())
+    request = RestoreRequest(RestoreOptions(family="classical"))
+    outcome = restore_upload([str(source)], request, ModelCache(), AppLimits())
     assert outcome.scan.shape == outcome.result.scan.shape == (128, 128)
     assert np.isfinite(outcome.scan.data).all()
     summary = describe_result(outcome)
     assert "inpainted 20 NaN/inf pixels" in summary and "carries no physical size" in summary
     fine = tmp_path / "fine.npy"
     np.save(fine, lattice((256, 256)).astype(np.float32))
-    refused = RestoreOptions(family="classical", scan_size_nm=4.0)  # 0.016 nm/px
+    refused = RestoreRequest(RestoreOptions(family="classical"), scan_size_nm=4.0)  # 0.016 nm/px
     with pytest.raises(StmZooError, match=r"12.8x down.*--no-resample"):
         restore_upload([str(fine)], refused, ModelCache(), AppLimits())
-    allowed = RestoreOptions(family="classical", scan_size_nm=4.0, no_resample=True)
+    allowed = RestoreRequest(RestoreOptions(family="classical", no_resample=True), scan_size_nm=4.0)
     done = restore_upload([str(fine)], allowed, ModelCache(), AppLimits())
     assert done.result.scan.shape == (256, 256)
     assert AppLimits().max_model_pixels == limits.MAX_GRID_PIXELS

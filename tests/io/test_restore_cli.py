@@ -128,20 +128,20 @@ def test_equal_names_given_as_files_are_refused_before_any_work(tmp_path, two_ch
 def test_batch_goes_on_past_bad_files_and_ends_with_a_summary(
     tmp_path, two_channel_sxm, capsys, monkeypatch
 ):
-    import stm_zoo.inference
+    import stm_zoo.pipeline
 
     folder = tmp_path / "in"
     two_channel_sxm(folder / "good.sxm")
     two_channel_sxm(folder / "huge.sxm")
     (folder / "broken.sxm").write_text("not a scan")
-    engine = stm_zoo.inference.restore
+    engine = stm_zoo.pipeline.restore
 
-    def restore_or_run_out_of_memory(scan, **options):
+    def restore_or_run_out_of_memory(scan, *args, **kwargs):
         if scan.source.name == "huge.sxm":
             raise MemoryError
-        return engine(scan, **options)
+        return engine(scan, *args, **kwargs)
 
-    monkeypatch.setattr(stm_zoo.inference, "restore", restore_or_run_out_of_memory)
+    monkeypatch.setattr(stm_zoo.pipeline, "restore", restore_or_run_out_of_memory)
     assert restore(folder, "-o", tmp_path / "out") == 1
     err = capsys.readouterr().err
     summary = err[err.index("1 done, 2 failed") :].splitlines()
@@ -167,7 +167,7 @@ def test_exit_code_2_when_every_file_fails_with_a_user_error(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "option, message",
-    [(["--steps", "0"], "--steps"), (["--samples", "0"], "--samples")],
+    [(["--steps", "0"], "steps"), (["--samples", "0"], "samples"), (["--dtype", "fp8"], "dtype")],
 )
 def test_bad_options_exit_2_with_one_sentence(tmp_path, two_channel_sxm, capsys, option, message):
     source = two_channel_sxm(tmp_path / "scan.sxm")
