@@ -5,14 +5,14 @@ with real pristine (high-resolution) scans through KID (FID InceptionV3 features
 ViT-L/14-336 embeddings). Missing weights make a metric "not computed (...)", never a number from
 another model.
 
-Tiles, not whole scans: each scan is plane-levelled, resampled to the models' pixel size (SR
-inputs: measured lines at k times the model's line pitch, then repeated k times along the slow axis
-as in training step 7), cut into non-overlapping 128x128 tiles, each min/max-normalised to [-1, 1]
-(step 9). Models run on those tiles exactly as on the synthetic test tiles, and the features are
-computed on the same tiles. This matches what the models were trained on and what the paper
-compares (128x128 images), costs no blending and keeps every set on the same footing; the
-whole-scan path (`stm_zoo.inference.restore`, overlapping tiles blended) gives the same pixels
-away from tile borders.
+Models run on whole scans, through the one restore path (`stm_zoo.pipeline.restore` with a
+`RestoreOptions`, as the CLI and the app run them: limits and repairs, the model grid, the SR line
+pitch rule, overlapping normalised tiles, blending, back on the scan's own grid). The features are
+computed on 128x128 tiles cut the same way from every set, inputs, outputs and pristine scans
+alike: each scan is plane-levelled, resampled to the models' pixel size (SR inputs: measured lines
+at k times the model's line pitch, then repeated k times along the slow axis as in training step
+7), cut into non-overlapping tiles, each min/max-normalised to [-1, 1] (step 9), the 128x128
+images the paper compares.
 
 Bounds rows: the pristine scans split into two halves by scan (lower bound) and the degraded input
 itself against the pristine tiles (upper bound); for SR the high-resolution and low-resolution
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,21 +37,19 @@ from evaluation.benchmarks import (
     Outputs,
     RowSpec,
     Table,
-    TileSet,
     available_entries,
     in_paper_order,
     load_entries,
     models_device,
-    normalise_tiles,
     paper_value,
-    produce_outputs,
     row_name,
     row_specs,
     write_json,
     write_tables,
 )
 from stm_zoo.errors import StmZooError
-from stm_zoo.zoo import SR_FACTOR, TASKS, zoo_dir
+from stm_zoo.preprocess import normalise_tiles
+from stm_zoo.zoo import SR_FACTOR, TASKS, EntryKey, LoadedModel, zoo_dir
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +61,15 @@ logger = logging.getLogger(__name__)
 def scan_tiles(
     scan: Any, model_pixel_size_nm: float, factor: int = 1, tile: int = TILE_PX
 ) -> np.ndarray:
-    """Cut a real scan into model-ready tiles (see the module docstring).
+    """Cut a scan into the tiles the features are computed on (see the module docstring).
 
     Args:
         scan: a `stm_zoo.io.Scan`.
         model_pixel_size_nm: the models' pixel pitch.
         factor: 1 for a full-resolution scan; k for a low-resolution SR input whose lines are k
             model pixels apart (they are repeated k times, as in training). A file without a
-            physical size (png, tiff, npy) is taken to have the models' pitch along x and lines k
-            pitches apart.
+            physical size (png, tiff, npy) has its lines k pixels apart, as `restore` reads it
+            (`stm_zoo.io.scan.sr_input_frame`).
         tile: tile edge in model pixels.
 
     Returns:
@@ -81,13 +79,7 @@ def scan_tiles(
     from stm_zoo.io.scan import sr_input_frame
     from stm_zoo.preprocess import prepare
 
-    if scan.pixel_size_assumed:
-        # No physical size in the file (png, tiff, npy): the models' pitch along x and, for a
-        # low-resolution SR input, lines `factor` times as far apart, as `restore` reads it.
-        h, w = scan.shape
-        pitch_m = model_pixel_size_nm * 1e-9
-        scan = sr_input_frame(scan.replace(scan_size_m=(w * pitch_m, h * pitch_m)), factor)
-    scan = scan.crop_valid()
+    scan = sr_input_frame(scan, factor).crop_valid()
     px_x_nm, px_y_nm = (p * 1e9 for p in scan.pixel_size_m)
     image, _ = prepare(
         scan.data,
@@ -104,7 +96,7 @@ def scan_tiles(
     ]
     if not tiles:
         return np.zeros((0, tile, tile), dtype=np.float32)
-    return normalise_tiles(np.stack(tiles))
+    return normalise_tiles(np.stack(tiles).astype(np.float64))[0].astype(np.float32)
 
 
 def load_scan_folder(folder: Path) -> list[Any]:
@@ -127,16 +119,20 @@ def load_scan_folder(folder: Path) -> list[Any]:
     return scans
 
 
-def folder_tiles(
-    folder: Path, model_pixel_size_nm: float, factor: int = 1, limit: int | None = None
+def cut_scans(
+    scans: Sequence[Any],
+    model_pixel_size_nm: float,
+    factor: int = 1,
+    limit: int | None = None,
+    where: str = "the scans",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Tiles of every scan in a folder and, per tile, the index of its scan.
+    """Tiles of every scan (`scan_tiles`) and, per tile, the index of its scan.
 
     Returns:
-        ((n, 128, 128) float32 tiles in [-1, 1], (n,) int scan indices).
+        ((n, 128, 128) float32 tiles in [-1, 1], (n,) int scan indices), the first `limit`.
     """
     tiles, owners = [], []
-    for k, scan in enumerate(load_scan_folder(folder)):
+    for k, scan in enumerate(scans):
         cut = scan_tiles(scan, model_pixel_size_nm, factor)
         if len(cut) == 0:
             logger.warning("%s is smaller than one %d px tile; skipped", scan.describe(), TILE_PX)
@@ -146,10 +142,56 @@ def folder_tiles(
     all_owners = np.concatenate(owners)[:limit]
     if len(all_tiles) < 2:
         raise StmZooError(
-            f"{folder} yields {len(all_tiles)} tile(s) of {TILE_PX}x{TILE_PX} px; KID needs at "
+            f"{where} yield {len(all_tiles)} tile(s) of {TILE_PX}x{TILE_PX} px; KID needs at "
             "least 2: add scans or larger scans."
         )
     return all_tiles, all_owners
+
+
+def restored_rows(
+    scans: Sequence[Any],
+    task: str,
+    models: dict[EntryKey, LoadedModel],
+    specs: dict[EntryKey, list[RowSpec]],
+    model_pixel_size_nm: float,
+    seed: int,
+    batch: int,
+    limit: int | None = None,
+    bar: Any = None,
+) -> Iterator[Outputs]:
+    """The classical baseline and every model row on whole scans, one row at a time.
+
+    Each scan goes through `stm_zoo.pipeline.restore` (scan i with the noise seed derived from
+    (seed, i)); the restored scans are cut into tiles by `cut_scans`, like the pristine scans.
+
+    Yields:
+        One `Outputs` per row, the classical one first, with the model time of its scans.
+    """
+    from stm_zoo.pipeline import RestoreOptions, restore
+    from stm_zoo.zoo import load_model
+
+    runs = [(RowSpec("classical"), load_model(task, "classical", device="cpu"))]
+    runs += [(spec, models[key]) for key in models for spec in specs[key]]
+    seeds = [int(np.random.SeedSequence([seed, i]).generate_state(1)[0]) for i in range(len(scans))]
+    for spec, model in runs:
+        if bar is not None:
+            bar.set_postfix_str(f"{spec.model} {spec.steps_cell}")
+        options = RestoreOptions(
+            task=task,
+            family=model.key.family,
+            size=model.key.size,
+            steps=spec.steps or 1,
+            batch_size=batch,
+        )
+        restored, seconds = [], 0.0
+        for scan, run_seed in zip(scans, seeds, strict=True):
+            result = restore(scan, options, model=model, seed=run_seed)
+            restored.append(result.scan)
+            seconds += result.seconds
+            if bar is not None:
+                bar.update(1)
+        images, _ = cut_scans(restored, model_pixel_size_nm, 1, limit, f"The {spec.model} outputs")
+        yield Outputs(spec, images, seconds)
 
 
 def halves(owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -290,8 +332,11 @@ def evaluate_experimental(
         pristine_dir: real pristine (restore) or high-resolution (SR) scans.
         task: "restore", "sr2" or "sr4".
         steps: sampler step counts.
-        limit: at most this many tiles per folder.
-        batch, device, dtype, seed, only: as in `evaluate_synthetic`.
+        limit: at most this many tiles per folder (the degraded scans holding them are restored
+            whole).
+        batch, device, dtype, only: as in `evaluate_synthetic`.
+        seed: noise seed (degraded scan i gets the seed derived from (seed, i)) and KID subset
+            seed.
         inception: FID Inception weights file (default: the search in `evaluation.features`).
         clip: CLIP model directory or cached repo id (default: ViT-L/14-336 from the HF cache).
         kid_subsets, kid_subset_size: KID subsets (subset size capped by the smaller set).
@@ -311,9 +356,10 @@ def evaluate_experimental(
     models = load_entries(keys, zoo, device, dtype)
     specs = {key: row_specs(key, steps) for key in keys}
     pixel_nm = next(iter(models.values())).config.pixel_size_nm if models else DEFAULT_PIXEL_SIZE_NM
-    degraded, _ = folder_tiles(degraded_dir, pixel_nm, factor, limit)
-    pristine, owners = folder_tiles(pristine_dir, pixel_nm, 1, limit)
-    inputs = TileSet("experimental", None, degraded, np.arange(len(degraded)))
+    scans = load_scan_folder(degraded_dir)
+    degraded, used = cut_scans(scans, pixel_nm, factor, limit, str(degraded_dir))
+    scans = scans[: int(used.max()) + 1]  # those whose tiles are within the limit
+    pristine, owners = cut_scans(load_scan_folder(pristine_dir), pixel_nm, 1, limit)
     kid_space, cmmd_space = feature_spaces(inception, clip, models_device(models, device))
     first, second = halves(owners)
     # Pristine features once: every row is compared with them.
@@ -337,10 +383,11 @@ def evaluate_experimental(
 
     rows = [compare(RowSpec("input"), degraded)]
     kept = []
-    total = len(degraded) * (1 + sum(len(s) for s in specs.values()))
-    with tqdm(total=total, desc=f"experimental {task}", unit="tile", disable=None) as bar:
-        for out in produce_outputs(inputs, task, models, specs, seed, batch, bar=bar):
-            rows.append(compare(out.spec, out.images, out.seconds / len(degraded)))
+    total = len(scans) * (1 + sum(len(s) for s in specs.values()))
+    with tqdm(total=total, desc=f"experimental {task}", unit="scan", disable=None) as bar:
+        outputs = restored_rows(scans, task, models, specs, pixel_nm, seed, batch, limit, bar)
+        for out in outputs:
+            rows.append(compare(out.spec, out.images, out.seconds / len(out.images)))
             kept.append(Outputs(out.spec, out.images[:examples].copy(), out.seconds))
     rows.append(compare(RowSpec("pristine"), None))
     settings = {
