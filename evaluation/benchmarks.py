@@ -6,7 +6,7 @@ running the zoo over them.
 
 - Rows (`RowSpec`): the degraded input, the `classical` baseline, each zoo entry at each sampler
   step count, and for the experimental tables the pristine lower bound. The paper's numbers for
-  the same rows (Tables II-VII, IX-XIII) fill the "paper" columns.
+  the same rows (Tables II-VII, IX-XIII; `stm_zoo.paper`) fill the "paper" columns.
 - Tiles: 128x128 model-space images in [-1, 1]. Every model runs directly on them, batched (no
   tiling). Image i starts from the noise `np.random.default_rng([seed, i])` whatever the batch or
   `--limit`, the same for every model and step count, so runs are reproducible and rows are
@@ -41,7 +41,9 @@ from evaluation.metrics import (
     psnr_batch,
     ssim_batch,
 )
+from stm_zoo import paper
 from stm_zoo.errors import StmZooError
+from stm_zoo.registry import TASKS
 from stm_zoo.zoo import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -130,94 +132,22 @@ def row_name(spec: RowSpec, task: str, experimental: bool = False) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# The paper's numbers (for the "paper" columns)
-
-_I, _P = RowSpec("input"), RowSpec("pristine")
+# The paper's numbers (for the "paper" columns), from `stm_zoo.paper`
 
 
-def _r(family: str, size: str, steps: int) -> RowSpec:
-    return RowSpec(family, size, steps)
+def _paper_rows(table: str) -> dict[str, dict[RowSpec, dict[str, float]]]:
+    return {
+        task: {RowSpec(*key): values for key, values in paper.scores(table, task).items()}
+        for task in TASKS
+    }
 
 
-PAPER_SYNTHETIC: dict[str, dict[RowSpec, dict[str, float]]] = {
-    # Table IX (restoration: PSNR, SSIM), input row from Table III.
-    "restore": {
-        _I: {"psnr": 20.00, "ssim": 0.680},
-        _r("ae", "large", 1): {"psnr": 18.82, "ssim": 0.787},
-        _r("ddim", "small", 5): {"psnr": 26.44, "ssim": 0.886},
-        _r("ddim", "small", 10): {"psnr": 26.59, "ssim": 0.890},
-        _r("ddim", "large", 5): {"psnr": 26.78, "ssim": 0.893},
-        _r("ddim-fft", "large", 5): {"psnr": 27.55, "ssim": 0.905},
-        _r("ddim", "large", 10): {"psnr": 26.70, "ssim": 0.892},
-        _r("ddim-fft", "large", 10): {"psnr": 28.86, "ssim": 0.910},
-        _r("fm", "small", 2): {"psnr": 29.90, "ssim": 0.889},
-        _r("fm", "small", 5): {"psnr": 28.84, "ssim": 0.893},
-        _r("fm", "small", 10): {"psnr": 29.36, "ssim": 0.895},
-        _r("fm", "large", 2): {"psnr": 31.53, "ssim": 0.929},
-        _r("fm", "large", 5): {"psnr": 31.52, "ssim": 0.929},
-        _r("fm", "large", 10): {"psnr": 31.57, "ssim": 0.929},
-    },
-    # Table XI (SR: SSIM only; the paper omits PSNR for SR).
-    "sr2": {
-        _I: {"ssim": 0.493},
-        _r("ae", "large", 1): {"ssim": 0.747},
-        _r("ddim", "small", 5): {"ssim": 0.703},
-        _r("ddim", "small", 10): {"ssim": 0.698},
-        _r("ddim", "large", 5): {"ssim": 0.719},
-        _r("ddim-fft", "large", 5): {"ssim": 0.723},
-        _r("ddim", "large", 10): {"ssim": 0.722},
-        _r("ddim-fft", "large", 10): {"ssim": 0.724},
-        _r("fm", "small", 2): {"ssim": 0.757},
-        _r("fm", "small", 5): {"ssim": 0.752},
-        _r("fm", "small", 10): {"ssim": 0.750},
-        _r("fm", "large", 2): {"ssim": 0.778},
-        _r("fm", "large", 5): {"ssim": 0.762},
-        _r("fm", "large", 10): {"ssim": 0.764},
-    },
-    "sr4": {
-        _I: {"ssim": 0.396},
-        _r("ae", "large", 1): {"ssim": 0.672},
-        _r("ddim", "small", 5): {"ssim": 0.661},
-        _r("ddim", "small", 10): {"ssim": 0.655},
-        _r("ddim", "large", 5): {"ssim": 0.649},
-        _r("ddim-fft", "large", 5): {"ssim": 0.660},
-        _r("ddim", "large", 10): {"ssim": 0.644},
-        _r("ddim-fft", "large", 10): {"ssim": 0.656},
-        _r("fm", "small", 2): {"ssim": 0.702},
-        _r("fm", "small", 5): {"ssim": 0.692},
-        _r("fm", "small", 10): {"ssim": 0.719},
-        _r("fm", "large", 2): {"ssim": 0.719},
-        _r("fm", "large", 5): {"ssim": 0.687},
-        _r("fm", "large", 10): {"ssim": 0.691},
-    },
-}
-
-PAPER_TARGETED: dict[str, dict[str, dict[str, float]]] = {
-    # Table II (restoration) and Table V (SR), means over the generative models.
-    "restore": {
-        "blunt_tip": {"psnr": 32.40, "ssim": 0.953},
-        "scan_lines": {"psnr": 32.38, "ssim": 0.964},
-        "tip_change": {"psnr": 31.04, "ssim": 0.951},
-        "misalignment": {"psnr": 30.36, "ssim": 0.938},
-        "multi_tip": {"psnr": 27.18, "ssim": 0.870},
-    },
-    "sr2": {
-        "low_res": {"ssim": 0.750},
-        "scan_lines": {"ssim": 0.750},
-        "blunt_tip": {"ssim": 0.750},
-        "misalignment": {"ssim": 0.747},
-        "tip_change": {"ssim": 0.746},
-        "multi_tip": {"ssim": 0.717},
-    },
-    "sr4": {
-        "low_res": {"ssim": 0.723},
-        "scan_lines": {"ssim": 0.703},
-        "blunt_tip": {"ssim": 0.713},
-        "misalignment": {"ssim": 0.721},
-        "tip_change": {"ssim": 0.723},
-        "multi_tip": {"ssim": 0.672},
-    },
-}
+PAPER_SYNTHETIC = _paper_rows("synthetic")
+"""Tables III, IX (restore: psnr, ssim) and XI (sr2, sr4: ssim), per task and row."""
+PAPER_EXPERIMENTAL = _paper_rows("experimental")
+"""Tables X (restore), XII and XIII (sr2, sr4): kid and cmmd per task and row."""
+PAPER_TARGETED = {task: paper.targeted(task) for task in TASKS}
+"""Tables II (restore) and V (SR): per task and degradation set, the generative models' mean."""
 
 TARGETED_NAMES = {
     "low_res": "Low resolution only",
@@ -226,66 +156,6 @@ TARGETED_NAMES = {
     "tip_change": "Tip change",
     "misalignment": "Misalignment",
     "multi_tip": "Multi-tip",
-}
-
-
-def _kc(kid: float, cmmd: float) -> dict[str, float]:
-    return {"kid": kid, "cmmd": cmmd}
-
-
-PAPER_EXPERIMENTAL: dict[str, dict[RowSpec, dict[str, float]]] = {
-    # Table X (restoration), Tables XII (KID) and XIII (CMMD) for SR.
-    "restore": {
-        _I: _kc(0.0807, 0.446),
-        _r("ae", "large", 1): _kc(0.0830, 0.431),
-        _r("ddim", "small", 5): _kc(0.0371, 0.377),
-        _r("ddim", "small", 10): _kc(0.0365, 0.375),
-        _r("ddim", "large", 5): _kc(0.0398, 0.339),
-        _r("ddim-fft", "large", 5): _kc(0.0397, 0.336),
-        _r("ddim", "large", 10): _kc(0.0353, 0.387),
-        _r("ddim-fft", "large", 10): _kc(0.0377, 0.345),
-        _r("fm", "small", 2): _kc(0.0344, 0.365),
-        _r("fm", "small", 5): _kc(0.0331, 0.349),
-        _r("fm", "small", 10): _kc(0.0328, 0.353),
-        _r("fm", "large", 2): _kc(0.0357, 0.350),
-        _r("fm", "large", 5): _kc(0.0374, 0.350),
-        _r("fm", "large", 10): _kc(0.0375, 0.357),
-        _P: _kc(0.0194, 0.228),
-    },
-    "sr2": {
-        _I: _kc(0.1436, 0.479),
-        _r("ae", "large", 1): _kc(0.1021, 0.407),
-        _r("ddim", "small", 5): _kc(0.1120, 0.395),
-        _r("ddim", "small", 10): _kc(0.1106, 0.392),
-        _r("ddim", "large", 5): _kc(0.1075, 0.359),
-        _r("ddim-fft", "large", 5): _kc(0.1149, 0.379),
-        _r("ddim", "large", 10): _kc(0.1065, 0.361),
-        _r("ddim-fft", "large", 10): _kc(0.1138, 0.373),
-        _r("fm", "small", 2): _kc(0.0977, 0.401),
-        _r("fm", "small", 5): _kc(0.1022, 0.409),
-        _r("fm", "small", 10): _kc(0.1023, 0.418),
-        _r("fm", "large", 2): _kc(0.1081, 0.408),
-        _r("fm", "large", 5): _kc(0.1096, 0.419),
-        _r("fm", "large", 10): _kc(0.1103, 0.425),
-        _P: _kc(0.0187, 0.229),
-    },
-    "sr4": {
-        _I: _kc(0.1782, 0.601),
-        _r("ae", "large", 1): _kc(0.1275, 0.392),
-        _r("ddim", "small", 5): _kc(0.1471, 0.419),
-        _r("ddim", "small", 10): _kc(0.1359, 0.414),
-        _r("ddim", "large", 5): _kc(0.1072, 0.384),
-        _r("ddim-fft", "large", 5): _kc(0.1052, 0.370),
-        _r("ddim", "large", 10): _kc(0.1061, 0.385),
-        _r("ddim-fft", "large", 10): _kc(0.1020, 0.362),
-        _r("fm", "small", 2): _kc(0.0983, 0.370),
-        _r("fm", "small", 5): _kc(0.1045, 0.373),
-        _r("fm", "small", 10): _kc(0.1117, 0.390),
-        _r("fm", "large", 2): _kc(0.0993, 0.362),
-        _r("fm", "large", 5): _kc(0.1258, 0.390),
-        _r("fm", "large", 10): _kc(0.1326, 0.396),
-        _P: _kc(0.0187, 0.229),
-    },
 }
 
 
@@ -499,7 +369,7 @@ def load_split(
 
 def targeted_sets(data_dir: Path, limit: int | None = None) -> dict[str, TileSet]:
     """The targeted single-degradation test sets listed in the dataset's manifest (may be none)."""
-    from training.datasets import read_manifest
+    from training.shards import read_manifest
 
     manifest = read_manifest(data_dir)
     sets = {}
@@ -544,12 +414,9 @@ def run_model(
     """
     import torch
 
+    from stm_zoo.nn.precision import autocast
+
     method = model.config.method()
-    autocast = torch.autocast(
-        device_type=model.device.split(":")[0],
-        dtype=torch.bfloat16,
-        enabled=model.dtype == "bfloat16",
-    )
     out = np.empty_like(degraded, dtype=np.float32)
     for start in range(0, len(degraded), batch):
         part = slice(start, start + batch)
@@ -557,20 +424,12 @@ def run_model(
         x = None
         if noise is not None and method.uses_noise:
             x = torch.from_numpy(np.ascontiguousarray(noise[part][:, None])).to(model.device)
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast(model.device, model.dtype):
             sample = method.sample(model.network, cond, steps, x)
         out[part] = sample[:, 0].float().clamp(-1.0, 1.0).cpu().numpy()
         if progress is not None:
             progress(min(start + batch, len(degraded)))
     return out
-
-
-def normalise_tiles(tiles: np.ndarray) -> np.ndarray:
-    """(N, H, W) tiles min/max-mapped onto [-1, 1] as float32, flat tiles to 0: the one
-    normalisation of training and inference (`stm_zoo.preprocess.normalise_tiles`)."""
-    from stm_zoo.preprocess import normalise_tiles as normalise
-
-    return normalise(np.asarray(tiles, dtype=np.float64))[0].astype(np.float32)
 
 
 def run_classical(degraded: np.ndarray, task: str) -> np.ndarray:
@@ -584,9 +443,10 @@ def run_classical(degraded: np.ndarray, task: str) -> np.ndarray:
         (N, H, W) float32 in [-1, 1].
     """
     from stm_zoo.methods.classical import classical_restore
+    from stm_zoo.preprocess import normalise_tiles
 
     restored = np.stack([classical_restore(tile, task) for tile in degraded])
-    return normalise_tiles(restored)
+    return normalise_tiles(restored.astype(np.float64, copy=False))[0].astype(np.float32)
 
 
 @dataclass

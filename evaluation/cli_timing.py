@@ -1,11 +1,12 @@
 """`python -m evaluation timing`: the paper's Tables VIII and XIV (inference time at 128x128).
 
-The measurements are `stm_zoo.bench`'s (one implementation of timing): each network of the zoo's
+The measurements are `stm_zoo.bench`'s (timed with `stm_zoo.timing`): each network of the zoo's
 architectures with random weights (time does not depend on the weights' values), one sampler step
 on a 1x1x128x128 input, on CPU and on CUDA when available. Table VIII compares the per-step time
 in fp32 (what the paper ran) with the paper's; a column gives our fastest configuration. Table XIV
 gives the time per image for the paper's step counts as steps x the per-step time (sampling time is
-linear in the number of steps: every step runs the same network evaluations).
+linear in the number of steps: every step runs the same network evaluations). The paper's numbers
+are `stm_zoo.paper`'s.
 """
 
 from __future__ import annotations
@@ -15,27 +16,10 @@ import math
 from pathlib import Path
 
 from evaluation.benchmarks import Table, write_json, write_tables
-from stm_zoo.bench import (
-    BENCH_MODELS,
-    MODES,
-    PAPER_IMAGE_SECONDS,
-    PAPER_STEP_SECONDS,
-    BenchReport,
-    StepRow,
-    evaluations_per_step,
-    model_label,
-    run_bench,
-)
+from stm_zoo import paper
+from stm_zoo.bench.measure import BENCH_MODELS, evaluations_per_step, model_label
+from stm_zoo.bench.suite import MODES, BenchReport, StepRow, run_bench
 from stm_zoo.errors import StmZooError
-
-PAPER_SPEEDUP = {
-    ("ae", "large"): 13.50,
-    ("ddim", "small"): 9.73,
-    ("ddim", "large"): 13.87,
-    ("fm", "small"): 10.30,
-    ("fm", "large"): 14.08,
-}
-"""Paper Table VIII's speed-up column (CPU / GPU time from unrounded times)."""
 
 
 def _best(row: StepRow) -> tuple[str, float]:
@@ -67,7 +51,7 @@ def timing_tables(report: BenchReport) -> list[Table]:
         cpu_s = cpu.timings["fp32"].min if cpu and "fp32" in cpu.timings else None
         gpu_s = gpu.timings["fp32"].min if gpu and "fp32" in gpu.timings else None
         best_name, best_s = _best(cpu) if cpu else ("", None)
-        paper_cpu, paper_gpu = PAPER_STEP_SECONDS.get((family, size), (None, None))
+        published = paper.step_seconds().get((family, size))
         step_rows.append(
             [
                 model_label(family, size),
@@ -77,13 +61,13 @@ def timing_tables(report: BenchReport) -> list[Table]:
                 cpu_s / gpu_s if cpu_s and gpu_s else None,
                 best_s,
                 best_name,
-                paper_cpu,
-                paper_gpu,
-                PAPER_SPEEDUP.get((family, size)),
+                published.cpu if published else None,
+                published.gpu if published else None,
+                published.speedup if published else None,
             ]
         )
     image_rows = []
-    for (family, size, steps), (paper_cpu, paper_gpu) in PAPER_IMAGE_SECONDS.items():
+    for (family, size, steps), (paper_cpu, paper_gpu) in paper.image_seconds().items():
         devices = rows.get((family, size))
         if not devices:
             continue
@@ -144,15 +128,7 @@ def report_dict(report: BenchReport) -> dict:
                 "device": row.device,
                 "params_m": row.params_m,
                 "evaluations_per_step": evaluations_per_step(row.family),
-                "timings": {
-                    mode: {
-                        "seconds": list(t.seconds),
-                        "min": t.min,
-                        "median": t.median,
-                        "load": t.load,
-                    }
-                    for mode, t in row.timings.items()
-                },
+                "timings": {mode: t.to_dict() for mode, t in row.timings.items()},
             }
             for row in report.steps
         ],

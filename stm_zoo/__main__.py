@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "restore": ("stm_zoo.restore_cli", "restore or super-resolve scan files and folders"),
     "zoo": ("stm_zoo.zoo_cli", "list the zoo entries, where they are and their metrics"),
     "publish": ("stm_zoo.publish", "upload the local zoo to a Hugging Face Hub model repo"),
-    "bench": ("stm_zoo.bench", "time every model per step (128x128) and a 512x512 restore"),
+    "bench": ("stm_zoo.bench.cli", "time every model per step (128x128) and a 512x512 restore"),
 }
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from stm_zoo import bench
 from stm_zoo.__main__ import main as stm_zoo_main
+from stm_zoo.bench import measure, report, suite
 from stm_zoo.nn import UNet, UNetConfig
 from stm_zoo.zoo import EntryConfig, LoadedModel
 
@@ -33,7 +33,7 @@ def tiny_model(
     channels_last: bool = False,
     seed: int = 0,
 ) -> LoadedModel:
-    """`bench.random_model` with a tiny network instead of the preset."""
+    """`measure.random_model` with a tiny network instead of the preset."""
     ae = family == "ae"
     config = UNetConfig(
         **TINY,
@@ -53,58 +53,58 @@ def tiny_model(
 
 
 def test_random_model_has_the_zoo_architecture_and_a_live_output_layer():
-    model = bench.random_model("restore", "fm", "small", "cpu")
+    model = measure.random_model("restore", "fm", "small", "cpu")
     assert model.config.network == UNetConfig.small(time_scale=1000.0).to_dict()
     assert model.network.out_conv.weight.abs().sum() > 0  # not the zero init: outputs vary
-    again = bench.random_model("restore", "fm", "small", "cpu")
+    again = measure.random_model("restore", "fm", "small", "cpu")
     for a, b in zip(model.network.parameters(), again.network.parameters(), strict=True):
         assert torch.equal(a, b)  # seeded, and the global RNG is left alone
-    assert bench.random_model("sr4", "ae", "large").config.sr_factor == 4
+    assert measure.random_model("sr4", "ae", "large").config.sr_factor == 4
 
 
 def test_step_timing_counts_repeats_and_reports_the_load():
     model = tiny_model("restore", "fm", "small")
-    timing = bench.step_timing(model, steps=1, size=32, repeats=3, warmup=1)
+    timing = measure.step_timing(model, steps=1, size=32, repeats=3, warmup=1)
     assert len(timing.seconds) == 3 and 0 < timing.min <= timing.median
     assert math.isnan(timing.load) or timing.load >= 0
-    assert bench.evaluations_per_step("fm") == 2 and bench.evaluations_per_step("ddim") == 1
+    assert measure.evaluations_per_step("fm") == 2 and measure.evaluations_per_step("ddim") == 1
 
 
 def test_naive_timing_matches_restore():
     model = tiny_model("restore", "fm", "small")
-    image = bench.synthetic_scan(160)
-    _, naive = bench.naive_timing(model, image, steps=1)
-    _, engine = bench.restore_timing(model, image, steps=1, repeats=1, warmup=0, batch_size=3)
-    assert bench.psnr_db(engine, naive) > 60
+    image = measure.synthetic_scan(160)
+    _, naive = measure.naive_timing(model, image, steps=1)
+    _, engine = measure.restore_timing(model, image, steps=1, repeats=1, warmup=0, batch_size=3)
+    assert measure.psnr_vs(engine, naive) > 60
 
 
 def test_restore_timing_returns_the_restored_image():
     model = tiny_model("restore", "ddim", "small")
-    image = bench.synthetic_scan(160)
-    timing, out = bench.restore_timing(model, image, steps=1, repeats=1, warmup=0, batch_size=2)
+    image = measure.synthetic_scan(160)
+    timing, out = measure.restore_timing(model, image, steps=1, repeats=1, warmup=0, batch_size=2)
     assert out.shape == image.shape and np.isfinite(out).all()
     assert len(timing.seconds) == 1
-    assert bench.psnr_db(out, out) == math.inf
-    assert 0 < bench.psnr_db(out + 0.01 * out.std(), out) < math.inf
+    assert measure.psnr_vs(out, out) == math.inf
+    assert 0 < measure.psnr_vs(out + 0.01 * out.std(), out) < math.inf
 
 
 def test_run_bench_tables_put_ours_beside_the_paper():
-    variants = (bench.VARIANTS[0], bench.VARIANTS[2], bench.VARIANTS[-1])
-    report = bench.run_bench(
+    variants = (suite.VARIANTS[0], suite.VARIANTS[2], suite.VARIANTS[-1])
+    measured = suite.run_bench(
         devices=["cpu"],
         repeats=1,
         models=(("fm", "small"), ("ae", "large")),
-        modes=bench.MODES[:2],
+        modes=suite.MODES[:2],
         e2e_variants=variants,
         e2e_size=160,
         e2e_steps=1,
         factory=tiny_model,
     )
-    text = bench.markdown(report)
+    text = report.markdown(measured)
     assert "| FM Small | cpu |" in text and "| Autoencoder | cpu |" in text
     assert "| 210 |" in text  # the paper's FM small CPU time per step, in ms
     assert "| FM Small | 2 | cpu |" in text and "| 0.41 |" in text  # Table XIV row
-    rows = report.end_to_end
+    rows = measured.end_to_end
     assert [r.variant for r in rows] == list(variants)
     assert rows[0].tiles == 4 and rows[-1].tiles == 1  # 160 px: 2x2 tiles, or the whole image
     assert "| reference |" in text and "x |" in text
@@ -114,7 +114,7 @@ def test_run_bench_tables_put_ours_beside_the_paper():
 
 
 def test_bench_cli_prints_and_writes_markdown(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(bench, "random_model", tiny_model)
+    monkeypatch.setattr(measure, "random_model", tiny_model)
     out = tmp_path / "bench.md"
     argv = ["bench", "--device", "cpu", "--repeats", "1", "--models", "ddim-small"]
     argv += ["--variants", "naive", "bf16", "--size", "128", "--steps", "1"]

@@ -1,28 +1,19 @@
 """Per-evaluation latency of a U-Net: the unit cost of every sampler step.
 
 `python -m stm_zoo.nn.benchmark [--size 128] [--batch 1] [--repeats 20]` prints a markdown table of
-the small, large and autoencoder presets in fp32, channels_last and bf16 autocast.
+the small, large and autoencoder presets in fp32, channels_last and bf16 autocast (timed with
+`stm_zoo.timing`, precision from `stm_zoo.nn.precision`).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import statistics
-import time
-from dataclasses import dataclass
 
 import torch
 
+from stm_zoo.nn.precision import autocast
 from stm_zoo.nn.unet import UNet, UNetConfig
-
-
-@dataclass(frozen=True)
-class Latency:
-    """Wall-clock time of one forward pass, in milliseconds (min and median over repeats)."""
-
-    min_ms: float
-    median_ms: float
+from stm_zoo.timing import Timing, markdown_table, time_runs
 
 
 def forward_latency(
@@ -34,7 +25,7 @@ def forward_latency(
     repeats: int = 20,
     warmup: int = 3,
     device: str = "cpu",
-) -> Latency:
+) -> Timing:
     """Time `UNet(config)` on random (batch, 1, size, size) inputs under `torch.inference_mode`.
 
     Args:
@@ -48,7 +39,7 @@ def forward_latency(
         device: "cpu" or a CUDA device (synchronised around each pass).
 
     Returns:
-        The min and median milliseconds per forward pass.
+        The seconds of each timed forward pass.
     """
     net = UNet(config).eval().to(device)
     x = torch.randn(batch, 1, size, size, device=device)
@@ -60,21 +51,12 @@ def forward_latency(
     inputs = (x, torch.full((batch,), 0.5, device=device), cond)
     if not config.time_conditioning:
         inputs = (None, None, cond)
-    device_type = torch.device(device).type
-    autocast = (
-        torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    )
-    sync = torch.cuda.synchronize if device_type == "cuda" else (lambda: None)
-    times = []
-    with torch.inference_mode(), autocast:
-        for i in range(warmup + repeats):
-            sync()
-            start = time.perf_counter()
+
+    def forward() -> None:
+        with torch.inference_mode(), autocast(device, "bfloat16" if bf16 else None):
             net(*inputs)
-            sync()
-            if i >= warmup:
-                times.append((time.perf_counter() - start) * 1e3)
-    return Latency(min(times), statistics.median(times))
+
+    return time_runs(forward, repeats, warmup, device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,17 +78,18 @@ def main(argv: list[str] | None = None) -> int:
         "bf16 channels_last": (True, True),
     }
     print(f"threads: {torch.get_num_threads()}, input {args.batch}x1x{args.size}x{args.size}")
-    print("| network | params (M) | " + " | ".join(f"{m} min / median (ms)" for m in modes) + " |")
-    print("|---" * (len(modes) + 2) + "|")
+    rows = []
     for name, config in presets.items():
         params = sum(p.numel() for p in UNet(config).parameters()) / 1e6
         cells = []
         for channels_last, bf16 in modes.values():
-            lat = forward_latency(
+            t = forward_latency(
                 config, args.size, args.batch, channels_last, bf16, args.repeats, 3, args.device
             )
-            cells.append(f"{lat.min_ms:.1f} / {lat.median_ms:.1f}")
-        print(f"| {name} | {params:.2f} | " + " | ".join(cells) + " |")
+            cells.append(f"{t.min * 1e3:.1f} / {t.median * 1e3:.1f}")
+        rows.append([name, f"{params:.2f}", *cells])
+    header = ["network", "params (M)", *(f"{m} min / median (ms)" for m in modes)]
+    print(markdown_table(header, rows))
     return 0
 
 

@@ -18,7 +18,9 @@ from evaluation.__main__ import main as evaluation_main
 from stm_zoo.cards import entry_card
 from stm_zoo.nn import UNet, UNetConfig
 from stm_zoo.zoo import CARD_NAME, CONFIG_NAME, SR_FACTOR, EntryConfig, write_entry
-from training import datasets as ds
+from training.datasets import ShardDataset
+from training.shards import build_dataset
+from training.sources import PristineSource
 
 TINY = {
     "channels": (8, 16, 16),
@@ -72,9 +74,9 @@ def _surface(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
 def _dataset(root: Path, task: str, n_test: int, targeted: bool) -> Path:
     rng = np.random.default_rng(3)
     sources = [
-        ds.PristineSource(f"s{k}.npy", _surface(rng, (160, 160)), (0.195, 0.195)) for k in range(3)
+        PristineSource(f"s{k}.npy", _surface(rng, (160, 160)), (0.195, 0.195)) for k in range(3)
     ]
-    ds.build_dataset(
+    build_dataset(
         sources, task, root, n_train=0, n_val=0, n_test=n_test, seed=1, workers=1,
         targeted=targeted, n_targeted=3,
     )  # fmt: skip
@@ -122,7 +124,7 @@ def test_synthetic_restore_writes_every_table_and_raw_numbers(restore_setup, tmp
         assert row["psnr_mean"] == pytest.approx(np.mean(row["psnr"]))
 
     # The degraded row is the input scored directly against the clean tiles.
-    test = ds.ShardDataset(data, "test")
+    test = ShardDataset(data, "test")
     clean = np.stack([test[i][0][0].numpy() for i in range(6)]).astype(np.float64)
     degraded = np.stack([test[i][1][0].numpy() for i in range(6)]).astype(np.float64)
     direct_psnr = [
@@ -265,7 +267,7 @@ def test_experimental_kid_with_real_inception_and_cmmd_not_computed(restore_setu
 
 
 def test_timing_tables_beside_the_paper(monkeypatch, tmp_path):
-    from stm_zoo import bench
+    from stm_zoo.bench import measure
     from stm_zoo.zoo import LoadedModel
 
     def tiny(task, family, size, device="cpu", dtype="float32", channels_last=False, seed=0):
@@ -274,7 +276,7 @@ def test_timing_tables_beside_the_paper(monkeypatch, tmp_path):
         config = EntryConfig(task=task, family=family, size=size, network={})
         return LoadedModel(config, network.to(getattr(torch, dtype)), device, dtype, "random")
 
-    monkeypatch.setattr(bench, "random_model", tiny)
+    monkeypatch.setattr(measure, "random_model", tiny)
     out = tmp_path / "timing"
     assert evaluation_main(["timing", "--out", str(out), "--repeats", "1", "--device", "cpu"]) == 0
     with open(out / "table_VIII_timing.csv") as f:
