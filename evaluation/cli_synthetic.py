@@ -131,7 +131,7 @@ def evaluate_synthetic(
     """
     from tqdm import tqdm
 
-    from training.datasets import read_manifest
+    from training.shards import read_manifest
 
     manifest = read_manifest(data_dir)
     if manifest["task"] != task:

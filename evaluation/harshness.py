@@ -216,7 +216,7 @@ def real_tiles(path: Path) -> np.ndarray | None:
 
 def report(data_dir: Path, limit: int | None, shared: Path = SHARED_DATA) -> dict:
     """Every number of the report (see the module docstring)."""
-    from training.datasets import read_manifest
+    from training.shards import read_manifest
 
     manifest = read_manifest(data_dir)
     task = manifest["task"]

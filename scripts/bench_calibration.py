@@ -47,9 +47,17 @@ from evaluation.metrics import (  # noqa: E402
     ssim_batch,
 )
 from stm_zoo.methods.common import regression_loss  # noqa: E402
+from stm_zoo.nn.precision import autocast  # noqa: E402
 from stm_zoo.preprocess import normalise_tiles, robust_map  # noqa: E402
-from training import train as tr  # noqa: E402
+from training.checkpoint import TrainState  # noqa: E402
 from training.configs import preset  # noqa: E402
+from training.distributed import Distributed  # noqa: E402
+from training.loader import epoch_loader, open_datasets  # noqa: E402
+from training.network import config_method  # noqa: E402
+from training.optim import time_lr_factor  # noqa: E402
+from training.precision import autocast_dtype  # noqa: E402
+from training.train import train_step  # noqa: E402
+from training.validation import PSNR_CAP_DB, validation_set  # noqa: E402
 
 VAL_SAMPLES = 128
 FM_STEPS = 2
@@ -99,7 +107,7 @@ def regressor_sample(net, cond, steps=None, noise=None):
 
 
 def score(mode: str, outputs: np.ndarray, clean_s: np.ndarray, degraded_s: np.ndarray) -> dict:
-    cap = tr.PSNR_CAP_DB
+    cap = PSNR_CAP_DB
     clean_own = normalise_tiles(clean_s)[0]
     paper = outputs if mode == "own" else normalise_tiles(outputs)[0]
     physical = to_shared(mode, outputs, degraded_s)
@@ -117,16 +125,16 @@ def run_row(name: str, data_dir: Path, checkpoints: list[int]) -> list[dict]:
     config = preset("restore/fm-small@cpu")
     config = dataclasses.replace(config, time_budget_min=0.0, num_workers=1, precision="bf16")
     torch.manual_seed(0)
-    ranks = tr.Distributed()
-    state = tr.TrainState.create(config, torch.device("cpu"), ranks)
-    method = tr.config_method(config)
+    ranks = Distributed()
+    state = TrainState.create(config, torch.device("cpu"), ranks)
+    method = config_method(config)
     if kind == "regressor":
         method = dataclasses.replace(
             method, loss=regressor_loss, sample=regressor_sample, uses_noise=False
         )
-    dtype = tr.autocast_dtype(config.precision, torch.device("cpu"))
-    train_set, val_set, _ = tr.open_datasets(data_dir, config)
-    val = tr.validation_set(val_set, VAL_SAMPLES, seed=0)
+    dtype = autocast_dtype(config.precision, torch.device("cpu"))
+    train_set, val_set, _ = open_datasets(data_dir, config)
+    val = validation_set(val_set, VAL_SAMPLES, seed=0)
     clean_s, degraded_s = val.clean[:, 0].numpy(), val.degraded[:, 0].numpy()
     val_clean, val_degraded = pair_in(mode, val.clean, val.degraded)
     steps_total = checkpoints[-1] // config.batch
@@ -135,17 +143,17 @@ def run_row(name: str, data_dir: Path, checkpoints: list[int]) -> list[dict]:
     state.model.train()
     while k < len(checkpoints):
         epoch, offset = divmod(state.step, steps_per_epoch)
-        loader = tr.epoch_loader(train_set, epoch, offset, config.batch, config, ranks, False)
+        loader = epoch_loader(train_set, epoch, offset, config.batch, config, ranks, False)
         for clean, degraded in loader:
             # the preset's warm-up and cosine, laid over the samples of the last checkpoint
-            factor = tr.time_lr_factor(state.step / steps_total * 60.0, _minute(config))
+            factor = time_lr_factor(state.step / steps_total * 60.0, _minute(config))
             for group in state.optimizer.param_groups:
                 group["lr"] = config.lr * factor
             clean, degraded = pair_in(mode, clean, degraded)
-            tr.train_step(state.model, state, method, clean, degraded, config, dtype)
+            train_step(state.model, state, method, clean, degraded, config, dtype)
             if state.step * config.batch >= checkpoints[k]:
                 net = state.ema.module.eval()
-                with torch.no_grad(), tr.autocast(torch.device("cpu"), dtype):
+                with torch.no_grad(), autocast(torch.device("cpu"), dtype):
                     out = method.sample(net, val_degraded, FM_STEPS, val.noise).float()
                 net.train()
                 row = {
@@ -172,8 +180,8 @@ def _round(v):
 
 def input_row(data_dir: Path) -> dict:
     config = preset("restore/fm-small@cpu")
-    _, val_set, _ = tr.open_datasets(data_dir, config)
-    val = tr.validation_set(val_set, VAL_SAMPLES, seed=0)
+    _, val_set, _ = open_datasets(data_dir, config)
+    val = validation_set(val_set, VAL_SAMPLES, seed=0)
     clean_s, degraded_s = val.clean[:, 0].numpy(), val.degraded[:, 0].numpy()
     return {"row": "input", "samples": 0, **score("own", degraded_s, clean_s, degraded_s)}
 

@@ -25,14 +25,10 @@ import numpy as np
 # Run as a plain script from a checkout: make the repository's packages importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.datasets import (  # noqa: E402
-    OnTheFlyDataset,
-    ShardDataset,
-    assign_splits,
-    build_dataset,
-    simulate_sources,
-)
+from training.datasets import OnTheFlyDataset, ShardDataset  # noqa: E402
 from training.degradations import TASKS  # noqa: E402
+from training.shards import build_dataset  # noqa: E402
+from training.sources import assign_splits, simulate_sources  # noqa: E402
 
 PAPER_TOTAL = 24000
 

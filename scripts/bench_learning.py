@@ -53,8 +53,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from evaluation.metrics import affine_psnr_batch, psnr_batch  # noqa: E402
 from stm_zoo.methods import Method, flow_matching  # noqa: E402
 from stm_zoo.preprocess import normalise_tiles  # noqa: E402
-from training import train as tr  # noqa: E402
+from training.checkpoint import TrainState  # noqa: E402
 from training.configs import preset  # noqa: E402
+from training.distributed import Distributed  # noqa: E402
+from training.loader import epoch_loader, open_datasets  # noqa: E402
+from training.network import config_method  # noqa: E402
+from training.optim import time_lr_factor  # noqa: E402
+from training.precision import autocast_dtype  # noqa: E402
+from training.train import train_step  # noqa: E402
+from training.validation import PSNR_CAP_DB, validate, validation_set  # noqa: E402
 
 BASELINE = dict(
     steps=8000,
@@ -169,7 +176,7 @@ def recipes(task: str, init_from: str) -> dict[str, Recipe]:
 
 
 def method_for(recipe: Recipe, config) -> Method:
-    method = tr.config_method(config)
+    method = config_method(config)
     if recipe.source_sigma is None and recipe.weight_cap is None:
         return method
     cap = {} if recipe.weight_cap is None else {"weight_cap": recipe.weight_cap}
@@ -190,11 +197,11 @@ def method_for(recipe: Recipe, config) -> Method:
 
 def affine_psnr(images: np.ndarray, clean: np.ndarray) -> float:
     """Mean PSNR (data range 2) after the least-squares affine map of each image onto its clean."""
-    return float(np.minimum(affine_psnr_batch(images, clean), tr.PSNR_CAP_DB).mean())
+    return float(np.minimum(affine_psnr_batch(images, clean), PSNR_CAP_DB).mean())
 
 
 def evaluate(network, method, data, dtype) -> dict[str, float]:
-    metrics, outputs = tr.validate(
+    metrics, outputs = validate(
         network, method, data, EVAL_STEPS, torch.device("cpu"), dtype, seed=1
     )
     clean = data.clean[:, 0].numpy()
@@ -202,7 +209,7 @@ def evaluate(network, method, data, dtype) -> dict[str, float]:
         metrics[f"affpsnr_{label}"] = affine_psnr(images, clean)
         projected = normalise_tiles(images)[0]
         metrics[f"mmpsnr_{label}"] = float(
-            np.minimum(psnr_batch(projected, clean), tr.PSNR_CAP_DB).mean()
+            np.minimum(psnr_batch(projected, clean), PSNR_CAP_DB).mean()
         )
     metrics["input_affpsnr"] = affine_psnr(data.degraded[:, 0].numpy(), clean)
     return metrics
@@ -218,32 +225,32 @@ def run_recipe(
     config = dataclasses.replace(preset(f"{task}/fm-small@cpu"), **{**BASELINE, **recipe.overrides})
     if recipe.time_schedule:  # warm-up and cosine laid over the last budget point
         config = dataclasses.replace(config, time_budget_min=budgets_s[-1] / 60.0)
-    ranks = tr.Distributed()
+    ranks = Distributed()
     device = torch.device("cpu")
     torch.manual_seed(0)
-    state = tr.TrainState.create(config, device, ranks)
+    state = TrainState.create(config, device, ranks)
     method = method_for(recipe, config)
-    dtype = tr.autocast_dtype(config.precision, device)
-    train_set, val_set, _ = tr.open_datasets(data_dir, config)
+    dtype = autocast_dtype(config.precision, device)
+    train_set, val_set, _ = open_datasets(data_dir, config)
     if recipe.alt_data:
         if alt_dir is None:
             raise SystemExit(f"recipe {recipe.name} trains on --alt-data: give that folder.")
-        train_set, _, _ = tr.open_datasets(alt_dir, config)
-    data = tr.validation_set(val_set, VAL_SAMPLES, seed=0)
+        train_set, _, _ = open_datasets(alt_dir, config)
+    data = validation_set(val_set, VAL_SAMPLES, seed=0)
     steps_per_epoch = len(train_set) // config.batch
     rows, trained_s, budget_i = [], 0.0, 0
     state.model.train()
     while budget_i < len(budgets_s):
         epoch, offset = divmod(state.step, steps_per_epoch)
-        loader = tr.epoch_loader(train_set, epoch, offset, config.batch, config, ranks, False)
+        loader = epoch_loader(train_set, epoch, offset, config.batch, config, ranks, False)
         for clean, degraded in loader:
             start = time.perf_counter()
             if recipe.time_schedule:
                 for group in state.optimizer.param_groups:
-                    group["lr"] = config.lr * tr.time_lr_factor(trained_s, config)
+                    group["lr"] = config.lr * time_lr_factor(trained_s, config)
             clean = clean.to(memory_format=torch.channels_last)
             degraded = degraded.to(memory_format=torch.channels_last)
-            tr.train_step(state.model, state, method, clean, degraded, config, dtype)
+            train_step(state.model, state, method, clean, degraded, config, dtype)
             trained_s += time.perf_counter() - start
             if trained_s >= budgets_s[budget_i]:
                 metrics = evaluate(state.ema.module, method, data, dtype)

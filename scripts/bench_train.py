@@ -32,8 +32,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stm_zoo.methods import get_method  # noqa: E402
-from training import train as tr  # noqa: E402
+from training.checkpoint import TrainState  # noqa: E402
 from training.configs import TrainConfig  # noqa: E402
+from training.distributed import Distributed  # noqa: E402
+from training.network import build_network  # noqa: E402
+from training.precision import autocast_dtype  # noqa: E402
+from training.run_log import LOG_NAME  # noqa: E402
+from training.train import train, train_step  # noqa: E402
 
 ALL_MODELS = ("fm-small", "ddim-small", "fm-large", "ddim-large", "ddim-fft-large", "ae-large")
 
@@ -81,14 +86,14 @@ def ours(
         precision=precision,
         channels_last=channels_last,
     )
-    state = tr.TrainState.create(config, device, tr.Distributed())
+    state = TrainState.create(config, device, Distributed())
     method = get_method(family)
-    dtype = tr.autocast_dtype(precision, device)
+    dtype = autocast_dtype(precision, device)
     net = torch.compile(state.model) if compile_net else state.model
     clean, degraded = _inputs(batch, device, channels_last)
 
     def step() -> None:
-        tr.train_step(net, state, method, clean, degraded, config, dtype)
+        train_step(net, state, method, clean, degraded, config, dtype)
 
     return step
 
@@ -97,7 +102,7 @@ def plain(name: str, batch: int, device: torch.device) -> Callable[[], None]:
     """The baseline: the same network and loss, backward, default AdamW, nothing else."""
     family, size = _entry(name)
     config = TrainConfig(task="restore", family=family, size=size, batch=batch)
-    model = tr.build_network(config).to(device)
+    model = build_network(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     method = get_method(family)
     generator = torch.Generator(device=device).manual_seed(0)
@@ -133,7 +138,8 @@ def measure(cases: list[Case], rounds: int, warmup: int, device: torch.device) -
 
 def whole_loop(batch: int, device: str, steps: int, precision: str) -> float:
     """Median samples/s of `training.train.train` (fm-small) from its CSV, first row skipped."""
-    from training.datasets import build_dataset, simulate_sources
+    from training.shards import build_dataset
+    from training.sources import simulate_sources
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
@@ -155,7 +161,7 @@ def whole_loop(batch: int, device: str, steps: int, precision: str) -> float:
             num_workers=1,
             precision=precision,
         )
-        result = tr.train(
+        result = train(
             config,
             data,
             Path(tmp) / "zoo",
@@ -163,7 +169,7 @@ def whole_loop(batch: int, device: str, steps: int, precision: str) -> float:
             progress=False,
             device=device,
         )
-        with open(result.run_dir / tr.LOG_NAME, newline="") as f:
+        with open(result.run_dir / LOG_NAME, newline="") as f:
             rates = [float(row["samples_per_s"]) for row in csv.DictReader(f)][1:]
     return statistics.median(rates)
 
@@ -197,7 +203,7 @@ def main() -> int:
         params = (
             sum(
                 p.numel()
-                for p in tr.build_network(
+                for p in build_network(
                     TrainConfig(task="restore", family=family, size=size)
                 ).parameters()
             )
@@ -245,7 +251,7 @@ def main() -> int:
         print("|---|---|")
         for precision in ("fp32", "auto"):
             rate = whole_loop(args.batch, args.device, args.rounds + 2, precision)
-            chosen = tr.autocast_dtype(precision, device)
+            chosen = autocast_dtype(precision, device)
             label = f"{precision} ({'bf16' if chosen is torch.bfloat16 else 'fp32'} here)"
             print(f"| precision {label} | {rate:.2f} |", flush=True)
     end_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

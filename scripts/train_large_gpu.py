@@ -627,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     entries = parse_entries(args.entries)
     out: Path = args.out.expanduser().resolve()
     data_root: Path = args.data_root.expanduser().resolve()
-    from training.train import default_runs_dir
+    from training.checkpoint import default_runs_dir
 
     runs = (args.runs or default_runs_dir() / "large-gpu").expanduser().resolve()
     done = frozenset(

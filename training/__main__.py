@@ -14,8 +14,8 @@ from stm_zoo.cli_common import dispatch
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("training.simulate.cli", "simulate pristine Si(001):H scans"),
     "gallery": ("training.gallery", "draw pristine | degraded examples of every degradation"),
-    "data": ("training.datasets", "build synthetic training/val/test datasets"),
-    "train": ("training.train", "train one zoo entry"),
+    "data": ("training.cli_data", "build synthetic training/val/test datasets"),
+    "train": ("training.cli_train", "train one zoo entry"),
 }
 
 

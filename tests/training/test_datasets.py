@@ -12,9 +12,17 @@ import pytest
 import torch
 
 from stm_zoo.errors import StmZooError
-from training import datasets as ds
 from training.__main__ import main as training_main
+from training.datasets import OnTheFlyDataset, ShardDataset
 from training.degradations import TARGETED, apply_pipeline
+from training.shards import FORMAT_VERSION, _compact, build_dataset, read_manifest, replay_params
+from training.sources import (
+    SPLITS,
+    PristineSource,
+    assign_splits,
+    load_pristine_folder,
+    split_counts,
+)
 
 COUNTS = {"n_train": 40, "n_val": 10, "n_test": 10}
 
@@ -31,11 +39,11 @@ def _surface(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def sources() -> list[ds.PristineSource]:
+def sources() -> list[PristineSource]:
     rng = np.random.default_rng(7)
     shapes = [(160, 200), (200, 160), (144, 144), (180, 220), (150, 170)]
     return [
-        ds.PristineSource(f"s{k}.npy", _surface(rng, shape), (0.195, 0.195), {"k": k})
+        PristineSource(f"s{k}.npy", _surface(rng, shape), (0.195, 0.195), {"k": k})
         for k, shape in enumerate(shapes)
     ]
 
@@ -44,7 +52,7 @@ def sources() -> list[ds.PristineSource]:
 def built(sources, tmp_path_factory) -> Path:
     """A restoration dataset with targeted sets, written with one worker."""
     out = tmp_path_factory.mktemp("built") / "data"
-    ds.build_dataset(
+    build_dataset(
         sources,
         "restore",
         out,
@@ -65,25 +73,25 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_split_counts_follow_the_paper():
-    assert ds.split_counts(54) == {"train": 36, "val": 12, "test": 6}
-    assert ds.split_counts(36) == {"train": 24, "val": 8, "test": 4}
-    assert ds.split_counts(3) == {"train": 1, "val": 1, "test": 1}
+    assert split_counts(54) == {"train": 36, "val": 12, "test": 6}
+    assert split_counts(36) == {"train": 24, "val": 8, "test": 4}
+    assert split_counts(3) == {"train": 1, "val": 1, "test": 1}
     with pytest.raises(StmZooError, match="at least 3"):
-        ds.split_counts(2)
+        split_counts(2)
 
 
 @pytest.mark.parametrize("n", range(3, 40))
 def test_assign_splits_is_a_partition(n):
-    splits = ds.assign_splits(n, seed=11)
-    flat = [j for split in ds.SPLITS for j in splits[split]]
+    splits = assign_splits(n, seed=11)
+    flat = [j for split in SPLITS for j in splits[split]]
     assert sorted(flat) == list(range(n))
-    assert all(len(splits[s]) >= 1 for s in ds.SPLITS)
-    assert splits == ds.assign_splits(n, seed=11)
+    assert all(len(splits[s]) >= 1 for s in SPLITS)
+    assert splits == assign_splits(n, seed=11)
 
 
 def test_same_seed_gives_identical_bytes_with_any_worker_count(sources, built, tmp_path):
     again = tmp_path / "again"
-    ds.build_dataset(
+    build_dataset(
         sources,
         "restore",
         again,
@@ -99,16 +107,16 @@ def test_same_seed_gives_identical_bytes_with_any_worker_count(sources, built, t
     assert all(first[name] == second[name] for name in first), "datasets differ"
 
     other = tmp_path / "other"
-    ds.build_dataset(sources, "restore", other, **COUNTS, seed=6, workers=1, shard_size=16)
+    build_dataset(sources, "restore", other, **COUNTS, seed=6, workers=1, shard_size=16)
     assert _files(other)["train-00000.npy"] != first["train-00000.npy"]
 
 
 def test_manifest_counts_shapes_and_records(built):
     manifest = json.loads((built / "manifest.json").read_text())
-    assert manifest["format_version"] == ds.FORMAT_VERSION
+    assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["task"] == "restore" and manifest["seed"] == 5
     assert isinstance(manifest["degradation_config"], dict) and manifest["degradation_config"]
-    for split, key in zip(ds.SPLITS, COUNTS, strict=True):
+    for split, key in zip(SPLITS, COUNTS, strict=True):
         entry = manifest["splits"][split]
         assert entry["count"] == COUNTS[key] == len(entry["sample_source"])
         arrays = [np.load(built / shard["file"], mmap_mode="r") for shard in entry["shards"]]
@@ -128,11 +136,11 @@ def test_manifest_counts_shapes_and_records(built):
 
 def test_splits_never_share_a_source_scan(built, sources):
     manifest = json.loads((built / "manifest.json").read_text())
-    pools = {split: set(manifest["splits"][split]["sources"]) for split in ds.SPLITS}
+    pools = {split: set(manifest["splits"][split]["sources"]) for split in SPLITS}
     assert pools["train"].isdisjoint(pools["val"]) and pools["train"].isdisjoint(pools["test"])
     assert pools["val"].isdisjoint(pools["test"])
     assert set().union(*pools.values()) == set(range(len(sources)))
-    for split in ds.SPLITS:
+    for split in SPLITS:
         used = set(manifest["splits"][split]["sample_source"])
         assert used <= pools[split]
         assert {manifest["sources"][j]["split"] for j in used} == {split}
@@ -142,7 +150,7 @@ def test_splits_never_share_a_source_scan(built, sources):
 
 
 def test_shard_dataset_reads_what_was_written(built):
-    dataset = ds.ShardDataset(built, "train")
+    dataset = ShardDataset(built, "train")
     assert len(dataset) == COUNTS["n_train"]
     raw = np.concatenate([np.load(built / f"train-{k:05d}.npy") for k in range(3)])
     for i in (0, 15, 16, 39, -1):
@@ -158,16 +166,16 @@ def test_shard_dataset_reads_what_was_written(built):
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=8)))
     assert batch[0].shape == (8, 1, 128, 128)
     with pytest.raises(StmZooError, match="no 'nope' split"):
-        ds.ShardDataset(built, "nope")
+        ShardDataset(built, "nope")
     with pytest.raises(StmZooError, match="manifest"):
-        ds.ShardDataset(built / "targeted", "test")
+        ShardDataset(built / "targeted", "test")
 
 
 def test_on_the_fly_is_deterministic_per_index_and_epoch(built, sources):
-    train = ds.assign_splits(len(sources), seed=5)["train"]
+    train = assign_splits(len(sources), seed=5)["train"]
     arrays = [sources[j].heights_nm for j in train]
-    on_the_fly = ds.OnTheFlyDataset(arrays, "restore", length=COUNTS["n_train"], seed=5)
-    written = ds.ShardDataset(built, "train")
+    on_the_fly = OnTheFlyDataset(arrays, "restore", length=COUNTS["n_train"], seed=5)
+    written = ShardDataset(built, "train")
     for i in (0, 7, 39):
         a, b = on_the_fly[i], on_the_fly[i]
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
@@ -191,7 +199,7 @@ def test_targeted_sets_fire_only_their_degradation(built):
     manifest = json.loads((built / "manifest.json").read_text())
     assert set(manifest["targeted"]) == set(TARGETED) - {"low_res"}
     for name, folder in manifest["targeted"].items():
-        dataset = ds.ShardDataset(built / folder, "test")
+        dataset = ShardDataset(built / folder, "test")
         assert len(dataset) == 6
         sub = json.loads((built / folder / "manifest.json").read_text())
         assert sub["only"] == name
@@ -203,23 +211,23 @@ def test_targeted_sets_fire_only_their_degradation(built):
 def test_records_are_compact_and_replay_gives_the_exact_parameters(built, sources):
     lines = (built / "train-records.jsonl").read_text().splitlines()
     assert max(len(line) for line in lines) < 4000
-    written = ds.ShardDataset(built, "train")
+    written = ShardDataset(built, "train")
     for index in (0, 21, 39):
-        params = ds.replay_params(built, "train", index)
+        params = replay_params(built, "train", index)
         stored = json.loads(lines[index])
-        assert [ds._compact(step) for step in params.records()] == stored["steps"]
+        assert [_compact(step) for step in params.records()] == stored["steps"]
         clean, degraded = apply_pipeline(sources[stored["source"]].heights_nm, params)
         assert np.allclose(clean, written[index][0][0].numpy(), atol=1e-3)
         assert np.allclose(degraded, written[index][1][0].numpy(), atol=1e-3)
     for name, folder in json.loads((built / "manifest.json").read_text())["targeted"].items():
-        params = ds.replay_params(built / folder, "test", 2)
+        params = replay_params(built / folder, "test", 2)
         assert getattr(params, name) is not None
     with pytest.raises(StmZooError, match="out of range"):
-        ds.replay_params(built, "val", COUNTS["n_val"])
+        replay_params(built, "val", COUNTS["n_val"])
 
 
 def test_sr_targeted_sets_include_low_res(sources, tmp_path):
-    result = ds.build_dataset(
+    result = build_dataset(
         sources,
         "sr4",
         tmp_path / "sr4",
@@ -239,14 +247,14 @@ def test_sr_targeted_sets_include_low_res(sources, tmp_path):
 
 def test_build_refuses_bad_arguments(sources, built, tmp_path):
     with pytest.raises(StmZooError, match="not empty"):
-        ds.build_dataset(sources, "restore", built, **COUNTS)
+        build_dataset(sources, "restore", built, **COUNTS)
     with pytest.raises(StmZooError, match="Unknown task"):
-        ds.build_dataset(sources, "sr3", tmp_path / "x", **COUNTS)
+        build_dataset(sources, "sr3", tmp_path / "x", **COUNTS)
     with pytest.raises(StmZooError, match="at least 3"):
-        ds.build_dataset(sources[:2], "restore", tmp_path / "y", **COUNTS)
-    small = ds.PristineSource("tiny", np.zeros((100, 300), np.float32), (0.2, 0.2))
+        build_dataset(sources[:2], "restore", tmp_path / "y", **COUNTS)
+    small = PristineSource("tiny", np.zeros((100, 300), np.float32), (0.2, 0.2))
     with pytest.raises(StmZooError, match="tiny"):
-        ds.build_dataset([*sources, small], "restore", tmp_path / "z", **COUNTS)
+        build_dataset([*sources, small], "restore", tmp_path / "z", **COUNTS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,8 +277,8 @@ def test_pristine_folder_skips_unreadable_files_and_crops_nan_rows(sources, tmp_
     (folder / "broken.npy").write_bytes(b"\x93NUMPY garbage")
     np.save(folder / "flat.npy", np.zeros((200, 200), np.float32))
     (folder / "scan1_copy.npy").write_bytes((folder / "scan1.npy").read_bytes())
-    with caplog.at_level(logging.WARNING, logger="training.datasets"):
-        loaded = ds.load_pristine_folder(folder)
+    with caplog.at_level(logging.WARNING, logger="training.sources"):
+        loaded = load_pristine_folder(folder)
     assert [s.name for s in loaded] == ["scan0.npy", "scan1.npy", "scan2.npy"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 4
@@ -286,8 +294,8 @@ def test_pristine_folder_reads_instrument_files(shared_data, tmp_path, caplog):
     for pattern in ("matrix/*", "nanonis/Si_7x7_028.sxm"):
         for path in (shared_data / "spm-fixtures").glob(pattern):
             (folder / path.name).write_bytes(path.read_bytes())
-    with caplog.at_level(logging.WARNING, logger="training.datasets"):
-        loaded = ds.load_pristine_folder(folder)
+    with caplog.at_level(logging.WARNING, logger="training.sources"):
+        loaded = load_pristine_folder(folder)
     # The MATRIX parameter file is read through its data file, without a warning of its own.
     assert [s.name for s in loaded] == ["20201111--4_1.Z_mtrx", "Si_7x7_028.sxm"]
     assert not any(".mtrx" in r.getMessage() for r in caplog.records)
@@ -300,16 +308,16 @@ def test_pristine_folder_with_nothing_usable_fails(tmp_path):
     folder.mkdir()
     (folder / "a.sxm").write_bytes(b"junk")
     with pytest.raises(StmZooError, match="No usable pristine scan"):
-        ds.load_pristine_folder(folder)
+        load_pristine_folder(folder)
     with pytest.raises(StmZooError, match="does not exist"):
-        ds.load_pristine_folder(tmp_path / "missing")
+        load_pristine_folder(tmp_path / "missing")
 
 
 def test_pristine_scan_smaller_than_the_crop_fails(tmp_path):
     folder = tmp_path / "small"
     _write_npy_scans(folder, [np.random.default_rng(0).random((100, 300)) * 1e-9])
     with pytest.raises(StmZooError, match="scan0.npy"):
-        ds.load_pristine_folder(folder)
+        load_pristine_folder(folder)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,11 +330,11 @@ def test_cli_builds_from_simulated_scans(tmp_path, capsys):
     args = ["data", "--task", "sr2", "--simulate", "3", "--size-px", "160", "--out", str(out)]
     code = training_main([*args, "--train", "6", "--val", "2", "--test", "2", "--workers", "1"])
     assert code == 0, capsys.readouterr().err
-    manifest = ds.read_manifest(out)
+    manifest = read_manifest(out)
     assert manifest["task"] == "sr2"
-    assert [manifest["splits"][s]["count"] for s in ds.SPLITS] == [6, 2, 2]
+    assert [manifest["splits"][s]["count"] for s in SPLITS] == [6, 2, 2]
     assert [s["name"] for s in manifest["sources"]] == ["sim-0000", "sim-0001", "sim-0002"]
-    assert len(ds.ShardDataset(out, "val")) == 2
+    assert len(ShardDataset(out, "val")) == 2
     assert "samples/s" in capsys.readouterr().out
 
 
@@ -337,12 +345,12 @@ def test_cli_builds_from_a_pristine_folder_and_reports_errors(sources, tmp_path,
     base = ["data", "--task", "restore", "--pristine", str(folder)]
     code = training_main([*base, "--out", str(out), "--train", "4", "--val", "2", "--test", "2"])
     assert code == 0
-    assert len(ds.ShardDataset(out, "train")) == 4
+    assert len(ShardDataset(out, "train")) == 4
     shared = tmp_path / "shared"
     sizes = ["--train", "4", "--val", "2", "--test", "2", "--target-scale", "degraded"]
     assert training_main([*base, "--out", str(shared), *sizes]) == 0
-    assert ds.read_manifest(shared)["degradation_config"]["target_scale"] == "degraded"
-    own, same_map = ds.ShardDataset(out, "train")[0], ds.ShardDataset(shared, "train")[0]
+    assert read_manifest(shared)["degradation_config"]["target_scale"] == "degraded"
+    own, same_map = ShardDataset(out, "train")[0], ShardDataset(shared, "train")[0]
     assert torch.equal(own[1], same_map[1])  # the degraded image is the same either way
     capsys.readouterr()
     assert training_main([*base, "--out", str(out)]) == 2

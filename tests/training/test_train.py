@@ -16,11 +16,13 @@ import torch
 
 from stm_zoo.errors import StmZooError
 from stm_zoo.zoo import WEIGHTS_NAME, load_entry, registry
+from training import checkpoint, cli_train, network, optim, precision, run_log, validation
 from training import train as tr
 from training.__main__ import main as training_main
 from training.configs import CPU_SUFFIX, ZOO_CONFIGS, TrainConfig
-from training.datasets import build_dataset, simulate_sources
 from training.ema import EMA, ema_decay_at
+from training.shards import build_dataset
+from training.sources import simulate_sources
 
 # A network small enough for a 2-core CI machine: 8/16/32 channels, one block per level.
 TINY_NET = {"channels": (8, 16, 32), "blocks_per_level": (1, 1, 1), "norm_groups": 8}
@@ -77,7 +79,7 @@ def straight_run(data_dir, tmp_path_factory):
 
 
 def _checkpoint(run_dir: Path) -> dict:
-    return torch.load(run_dir / tr.CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    return torch.load(run_dir / checkpoint.CHECKPOINT_NAME, map_location="cpu", weights_only=True)
 
 
 def _log_rows(path: Path) -> list[dict[str, str]]:
@@ -97,12 +99,12 @@ def _assert_same_tensors(a: dict, b: dict) -> None:
 
 def test_lr_schedule_warms_up_then_follows_the_cosine_to_the_final_ratio():
     config = tiny_config(steps=100, warmup_steps=10, final_lr_ratio=0.1)
-    factors = [tr.lr_factor(s, config) for s in range(100)]
+    factors = [optim.lr_factor(s, config) for s in range(100)]
     assert factors[0] == pytest.approx(0.1)
     assert factors[9] == pytest.approx(1.0)
     assert factors[10] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
-    assert tr.lr_factor(100, config) == pytest.approx(0.1)
+    assert optim.lr_factor(100, config) == pytest.approx(0.1)
     mid = 10 + 45
     assert factors[mid] == pytest.approx(0.1 + 0.9 * 0.5, abs=1e-12)
 
@@ -134,7 +136,7 @@ def test_presets_cover_every_zoo_entry_with_the_paper_networks():
             assert ZOO_CONFIGS[name].weights_dtype == "bfloat16", name
     for name, config in ZOO_CONFIGS.items():
         assert config.key.subdir == name.removesuffix(CPU_SUFFIX)
-        net = tr.network_config(config)
+        net = network.network_config(config)
         assert net.channels == ((32, 64, 128) if config.size == "small" else (64, 128, 256))
         assert net.attention == (config.size == "large")
         assert net.time_conditioning == (config.family != "ae")
@@ -151,21 +153,21 @@ def test_config_validation_and_dict_round_trip():
     with pytest.raises(StmZooError, match="--precision"):
         tiny_config(precision="fp16")
     with pytest.raises(StmZooError, match="invalid U-Net"):
-        tr.network_config(tiny_config(norm_groups=5))
+        network.network_config(tiny_config(norm_groups=5))
 
 
 def test_autocast_choice():
     cpu = torch.device("cpu")
-    native = torch.bfloat16 if tr.cpu_has_native_bf16() else None
-    assert tr.autocast_dtype("auto", cpu) is native
-    assert tr.autocast_dtype("fp32", cpu) is None
-    assert tr.autocast_dtype("bf16", cpu) is torch.bfloat16
+    native = torch.bfloat16 if precision.cpu_has_native_bf16() else None
+    assert precision.autocast_dtype("auto", cpu) is native
+    assert precision.autocast_dtype("fp32", cpu) is None
+    assert precision.autocast_dtype("bf16", cpu) is torch.bfloat16
 
 
 def test_network_initialisation_is_seeded_and_leaves_the_global_rng_alone():
     before = torch.get_rng_state()
-    a, b = tr.build_network(tiny_config()), tr.build_network(tiny_config())
-    c = tr.build_network(tiny_config(seed=1))
+    a, b = network.build_network(tiny_config()), network.build_network(tiny_config())
+    c = network.build_network(tiny_config(seed=1))
     assert torch.equal(torch.get_rng_state(), before)
     _assert_same_tensors(a.state_dict(), b.state_dict())
     assert not torch.equal(a.stem.weight, c.stem.weight)
@@ -175,14 +177,14 @@ def test_cli_options_are_generated_from_the_config_fields(tmp_path):
     import argparse
 
     parser = argparse.ArgumentParser()
-    tr.configure_parser(parser)
+    cli_train.configure_parser(parser)
     args = parser.parse_args(
         shlex.split(
             "--task sr2 --model ddim --size small --data d --out z --preset cpu --steps 7 "
             "--val-steps 2 5 --channels-last"
         )
     )
-    config = tr.resolve_config(args)
+    config = cli_train.resolve_config(args)
     expected = dataclasses.replace(
         ZOO_CONFIGS["sr2/ddim-small" + CPU_SUFFIX], steps=7, val_steps=(2, 5), channels_last=True
     )
@@ -194,7 +196,7 @@ def test_cli_options_are_generated_from_the_config_fields(tmp_path):
     ):
         args = parser.parse_args(["--data", "d", "--out", "z", *bad])
         with pytest.raises(StmZooError, match=message):
-            tr.resolve_config(args)
+            cli_train.resolve_config(args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,12 +232,12 @@ def test_zoo_entry_round_trip_gives_identical_outputs(straight_run):
     card = (result.entry_dir / "README.md").read_text()
     assert card.startswith("---\n") and "pipeline_tag: image-to-image" in card
     assert "model-index:" in card and "val/psnr_1steps" in card
-    rows = _log_rows(result.entry_dir / tr.LOG_NAME)
+    rows = _log_rows(result.entry_dir / run_log.LOG_NAME)
     assert [int(r["step"]) for r in rows] == [5, 10, 15, 20]
     validated = [r for r in rows if r["psnr_1steps"]]
     assert validated and all(r["apsnr_1steps"] and r["assim_input"] for r in validated)
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
-    assert (result.run_dir / tr.GRID_DIR / "step_0000020.png").is_file()
+    assert (result.run_dir / validation.GRID_DIR / "step_0000020.png").is_file()
     assert (result.entry_dir / WEIGHTS_NAME).is_file()
 
 
@@ -261,8 +263,8 @@ def test_resume_after_interruption_reaches_the_same_weights(straight_run, data_d
     _assert_same_tensors(resumed["model"], straight["model"])
     _assert_same_tensors(resumed["ema"], straight["ema"])
     assert resumed["scheduler"] == straight["scheduler"]
-    log_a = _log_rows(run_dir / tr.LOG_NAME)
-    log_b = _log_rows(reference.run_dir / tr.LOG_NAME)
+    log_a = _log_rows(run_dir / run_log.LOG_NAME)
+    log_b = _log_rows(reference.run_dir / run_log.LOG_NAME)
     assert [r["loss"] for r in log_a] == [r["loss"] for r in log_b]
 
     with pytest.raises(StmZooError, match="lr"):
@@ -319,12 +321,12 @@ def test_cli_trains_an_entry(data_dir, tmp_path, capsys, monkeypatch):
     assert "restore/ddim-small: 3 steps (complete)" in capsys.readouterr().out
     entry = tmp_path / "zoo" / "restore" / "ddim-small"
     assert load_entry(entry, device="cpu").network
-    published = {"config.json", "model.safetensors", "README.md", tr.LOG_NAME}
+    published = {"config.json", "model.safetensors", "README.md", run_log.LOG_NAME}
     assert {p.name for p in entry.iterdir()} == published
     assert {p.stat().st_mode & 0o777 for p in entry.iterdir()} == {0o644}
     # The run state goes to the runs folder (default: the user cache), never beside the entry.
     run = tmp_path / "runs" / "restore" / "ddim-small"
-    assert (run / tr.CHECKPOINT_NAME).is_file() and (run / tr.GRID_DIR).is_dir()
+    assert (run / checkpoint.CHECKPOINT_NAME).is_file() and (run / validation.GRID_DIR).is_dir()
 
 
 def test_wrong_dataset_task_is_a_clear_error(data_dir, tmp_path):
@@ -428,7 +430,7 @@ def test_ddim_learns_to_restore(line_noise_data, tmp_path):
     from training.datasets import ShardDataset
 
     result = _learn("ddim", 400, line_noise_data, tmp_path)
-    val = tr.validation_set(ShardDataset(line_noise_data, "val"), 32, seed=0)
+    val = validation.validation_set(ShardDataset(line_noise_data, "val"), 32, seed=0)
     t = 500
     alpha = float(ddim.COSINE.alphas_cumprod[t])
     eps = torch.randn(val.clean.shape, generator=torch.Generator().manual_seed(1))
@@ -438,20 +440,20 @@ def test_ddim_learns_to_restore(line_noise_data, tmp_path):
     x0_hat = ((x_t - (1 - alpha) ** 0.5 * eps_hat) / alpha**0.5).clamp(-1, 1)
     noisy_only = (x_t / alpha**0.5).clamp(-1, 1)
     clean = val.clean[:, 0].numpy()
-    learned = tr.mean_psnr(x0_hat[:, 0].numpy(), clean)
+    learned = validation.mean_psnr(x0_hat[:, 0].numpy(), clean)
     assert learned >= val.input_psnr + 3.0, (learned, val.input_psnr)
-    assert learned >= tr.mean_psnr(noisy_only[:, 0].numpy(), clean) + 3.0
-    rows = _log_rows(result.run_dir / tr.LOG_NAME)
+    assert learned >= validation.mean_psnr(noisy_only[:, 0].numpy(), clean) + 3.0
+    rows = _log_rows(result.run_dir / run_log.LOG_NAME)
     assert float(rows[-1]["loss"]) < 0.2 * float(rows[0]["loss"])
 
 
 def test_time_lr_factor_lays_warm_up_and_cosine_over_the_budget():
     config = tiny_config(steps=100, warmup_steps=10, time_budget_min=1.0, final_lr_ratio=0.1)
-    assert tr.time_lr_factor(3.0, config) == pytest.approx(0.5)  # 10 % of 60 s is warm-up
-    assert tr.time_lr_factor(6.0, config) == pytest.approx(1.0)
-    assert tr.time_lr_factor(33.0, config) == pytest.approx(0.55)
-    assert tr.time_lr_factor(60.0, config) == pytest.approx(0.1)
-    assert tr.time_lr_factor(600.0, config) == pytest.approx(0.1)
+    assert optim.time_lr_factor(3.0, config) == pytest.approx(0.5)  # 10 % of 60 s is warm-up
+    assert optim.time_lr_factor(6.0, config) == pytest.approx(1.0)
+    assert optim.time_lr_factor(33.0, config) == pytest.approx(0.55)
+    assert optim.time_lr_factor(60.0, config) == pytest.approx(0.1)
+    assert optim.time_lr_factor(600.0, config) == pytest.approx(0.1)
 
 
 def test_recipe_run_with_a_time_budget_writes_an_x0_entry(data_dir, tmp_path):

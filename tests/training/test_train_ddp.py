@@ -13,7 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from training.datasets import build_dataset, simulate_sources
+from training.shards import build_dataset
+from training.sources import simulate_sources
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from stm_zoo.errors import StmZooError
-from training import train as tr
-from training.datasets import build_dataset, simulate_sources
+from training import cli_train
+from training.shards import build_dataset
+from training.sources import simulate_sources
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = importlib.util.spec_from_file_location(
@@ -120,12 +121,12 @@ def test_command_line_gives_the_training_cli_the_planned_config(tmp_path):
     )
     assert command[1:4] == ["-m", "training", "train"]
     parser = argparse.ArgumentParser()
-    tr.configure_parser(parser)
+    cli_train.configure_parser(parser)
     args = parser.parse_args(command[4:])
     assert args.data == tmp_path / "data" / "sr2"
     assert args.run_dir == tmp_path / "runs" / "sr2" / "ddim-fft-large"
     assert (args.device, args.threads, args.resume) == ("cuda", 2, False)
-    config = tr.resolve_config(args)
+    config = cli_train.resolve_config(args)
     expected = large.recipe("sr2/ddim-fft-large", 1.25, "cuda")
     assert config == large.dataclasses.replace(
         expected, num_workers=2, compile=True, init_from="restore/ddim-fft-large"
@@ -134,7 +135,7 @@ def test_command_line_gives_the_training_cli_the_planned_config(tmp_path):
     tiny = large.train_command(
         run, "cpu", tmp_path, tmp_path, tmp_path, res, False, ["--batch", "4"]
     )
-    assert tr.resolve_config(parser.parse_args(tiny[4:])).batch == 4
+    assert cli_train.resolve_config(parser.parse_args(tiny[4:])).batch == 4
 
 
 def test_resources_split_the_cpus():

@@ -11,6 +11,7 @@ from stm_zoo.inference import make_tile_fn
 from stm_zoo.nn import UNet, UNetConfig
 from stm_zoo.preprocess import normalise_tiles
 from stm_zoo.zoo import EntryConfig, LoadedModel, write_entry
+from training import checkpoint, distributed, loader, network, validation
 from training import train as tr
 from training.configs import TrainConfig, preset
 from training.degradations.normalise import to_symmetric_range
@@ -82,13 +83,13 @@ def test_warm_start_loads_matching_weights(tmp_path) -> None:
     entry = EntryConfig("restore", "fm", "small", source.config.to_dict())
     write_entry(tmp_path / "e", entry, source.state_dict(), "card", "float32")
     target = UNet(UNetConfig(**small, time_scale=1.0, global_context=True, residual=True))
-    loaded = tr.warm_start(target, tmp_path / "e")
+    loaded = network.warm_start(target, tmp_path / "e")
     assert loaded == len(source.state_dict())
     torch.testing.assert_close(target.stem.weight, source.stem.weight)
     # The new global-context branch keeps its zero output: the warm network is unchanged by it.
     assert torch.all(target.global_mlp[-1].weight == 0)
     with pytest.raises(StmZooError, match="cannot read"):
-        tr.warm_start(target, tmp_path / "nowhere")
+        network.warm_start(target, tmp_path / "nowhere")
 
 
 def test_new_config_fields_are_validated_and_reach_the_network() -> None:
@@ -102,9 +103,9 @@ def test_new_config_fields_are_validated_and_reach_the_network() -> None:
             "global_context": True,
         }
     )
-    net = tr.network_config(config)
+    net = network.network_config(config)
     assert net.residual and net.global_context
-    assert tr.config_method(config).prediction == "x0"
+    assert network.config_method(config).prediction == "x0"
     with pytest.raises(StmZooError, match="crop-px"):
         TrainConfig(**{**base.to_dict(), "crop_px": 50})
     with pytest.raises(StmZooError, match="prediction"):
@@ -125,9 +126,9 @@ def test_x0_entry_round_trips_through_the_zoo(tmp_path) -> None:
 def test_run_state_defaults_to_the_user_cache(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("STM_ZOO_RUNS", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert tr.default_runs_dir() == tmp_path / "cache" / "stm-zoo" / "runs"
+    assert checkpoint.default_runs_dir() == tmp_path / "cache" / "stm-zoo" / "runs"
     monkeypatch.setenv("STM_ZOO_RUNS", str(tmp_path / "mine"))
-    assert tr.default_runs_dir() == tmp_path / "mine"
+    assert checkpoint.default_runs_dir() == tmp_path / "mine"
 
 
 def test_loader_workers_are_capped_at_the_usable_cpus() -> None:
@@ -137,29 +138,32 @@ def test_loader_workers_are_capped_at_the_usable_cpus() -> None:
     from torch.utils.data import TensorDataset
 
     cpus = len(os.sched_getaffinity(0))
-    assert tr.loader_workers(0) == 0
-    assert tr.loader_workers(cpus + 7) == cpus
-    assert tr.loader_workers(1) == 1
+    assert loader.loader_workers(0) == 0
+    assert loader.loader_workers(cpus + 7) == cpus
+    assert loader.loader_workers(1) == 1
     # The full presets ask for 4 workers: on a smaller machine the loader must not warn (PyTorch
     # warned twice per epoch, when the loader was built and when it was iterated).
     config = TrainConfig(task="restore", family="fm", size="small", num_workers=cpus + 3)
     dataset = TensorDataset(torch.zeros(8, 1, 4, 4))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        loader = tr.epoch_loader(dataset, 0, 0, 2, config, tr.Distributed(), pin_memory=False)
-        loader.check_worker_number_rationality()
-    assert loader.num_workers == cpus
+        batches = loader.epoch_loader(
+            dataset, 0, 0, 2, config, distributed.Distributed(), pin_memory=False
+        )
+        batches.check_worker_number_rationality()
+    assert batches.num_workers == cpus
 
 
 def test_validation_grids_label_their_columns(tmp_path) -> None:
     from PIL import Image
 
     clean = torch.zeros(2, 1, 32, 32)
-    data = tr.ValidationSet(clean, clean + 0.5, torch.zeros_like(clean), 20.0, 0.5)
+    data = validation.ValidationSet(clean, clean + 0.5, torch.zeros_like(clean), 20.0, 0.5)
     outputs = {"2steps": np.zeros((2, 32, 32)), "5steps": np.zeros((2, 32, 32))}
-    grid = np.asarray(Image.open(tr.save_grid(tmp_path / "g.png", data, outputs)))
-    assert grid.shape == (tr.GRID_HEADER_PX + 2 * 32 + 2, 4 * 32 + 3 * 2)
-    header = grid[: tr.GRID_HEADER_PX]
+    grid = np.asarray(Image.open(validation.save_grid(tmp_path / "g.png", data, outputs)))
+    assert grid.shape == (validation.GRID_HEADER_PX + 2 * 32 + 2, 4 * 32 + 3 * 2)
+    header = grid[: validation.GRID_HEADER_PX]
     for column in range(4):  # every column has dark label text on the white header
         assert (header[:, column * 34 : column * 34 + 32] < 128).any()
-    assert tr.grid_label("10steps") == "10 steps" and tr.grid_label("direct") == "direct"
+    assert validation.grid_label("10steps") == "10 steps"
+    assert validation.grid_label("direct") == "direct"

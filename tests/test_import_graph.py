@@ -1,13 +1,16 @@
-"""Import structure: the expert_eval modules form a DAG (function-level imports included), and
-the packages depend one way: stm_zoo <- training / evaluation / expert_eval <- webapp / app."""
+"""Import structure: the expert_eval and training modules each form a DAG (function-level imports
+included), and the packages depend one way: stm_zoo <- training <- evaluation, stm_zoo <-
+expert_eval, and all of them <- webapp / app."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("stm_zoo", "training", "evaluation", "expert_eval", "webapp", "app")
 
 
@@ -24,16 +27,21 @@ def imported_modules(path: Path) -> Iterator[str]:
 
 
 def module_graph(package: str) -> dict[str, set[str]]:
-    """module -> the modules of `package` it imports (the package's __init__ left out)."""
-    modules = {p.stem: p for p in (REPO_ROOT / package).glob("*.py") if p.stem != "__init__"}
+    """module -> the modules of `package` it imports (the package's __init__ left out; a
+    subpackage is one node, with the imports of all its files)."""
+    root = REPO_ROOT / package
+    modules = {p.stem: [p] for p in root.glob("*.py") if p.stem != "__init__"}
+    for init in root.glob("*/__init__.py"):
+        modules[init.parent.name] = sorted(init.parent.rglob("*.py"))
     return {
         name: {
             m.split(".")[1]
+            for path in paths
             for m in imported_modules(path)
             if m.startswith(f"{package}.") and m.split(".")[1] in modules
         }
         - {name}
-        for name, path in modules.items()
+        for name, paths in modules.items()
     }
 
 
@@ -82,3 +90,25 @@ def test_packages_depend_one_way():
     assert package_imports("stm_zoo") == set()
     assert not package_imports("expert_eval") & {"training", "evaluation", "app"}
     assert all("app" not in package_imports(p) for p in PACKAGES)
+
+
+def test_training_modules_import_each_other_without_a_cycle():
+    graph = module_graph("training")
+    expected = {"train", "checkpoint", "distributed", "validation", "entry", "cli_train"}
+    assert expected | {"sources", "shards", "datasets", "cli_data", "degradations"} <= set(graph)
+    assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
+    # The loop imports its pieces; no piece imports the loop but its CLI.
+    assert {m for m, deps in graph.items() if "train" in deps} == {"cli_train"}
+
+
+def test_training_imports_only_the_library():
+    # Evaluation reads the training shards (evaluation -> training); the reverse would be a cycle.
+    assert package_imports("training") <= {"stm_zoo"}
+    # ... also at run time, through whatever stm_zoo imports.
+    code = (
+        "import sys, training.train, training.cli_train, training.datasets\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'evaluation', 'expert_eval', 'webapp', 'app', 'gradio'})\n"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
