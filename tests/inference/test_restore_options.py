@@ -97,3 +97,15 @@ def test_keywords_override_the_options_and_the_result_records_what_ran() -> None
     assert result.options == replace(base, task="sr2", device="cpu")
     with pytest.raises(StmZooError, match="steps"):
         restore(surface(), base, steps=0)
+
+
+def test_a_given_model_decides_family_size_device_and_precision() -> None:
+    from stm_zoo.zoo import load_model
+
+    model = load_model("sr2", "classical", device="cpu")
+    result = restore(surface(), RestoreOptions(task="sr2", family="fm", size="large"), model=model)
+    ran = result.options
+    assert (ran.family, ran.size, ran.device, ran.dtype) == ("classical", "small", "cpu", "float32")
+    assert result.model == "sr2/classical-small"
+    with pytest.raises(StmZooError, match="for task sr2, not restore"):
+        restore(surface(), model=model)
