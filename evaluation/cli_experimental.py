@@ -33,10 +33,8 @@ import numpy as np
 from evaluation.benchmarks import (
     PAPER_EXPERIMENTAL,
     TILE_PX,
-    Cell,
     Outputs,
     RowSpec,
-    Table,
     available_entries,
     in_paper_order,
     load_entries,
@@ -44,9 +42,8 @@ from evaluation.benchmarks import (
     paper_value,
     row_name,
     row_specs,
-    write_json,
-    write_tables,
 )
+from evaluation.tables import Cell, Table, write_json, write_tables
 from stm_zoo.errors import StmZooError
 from stm_zoo.preprocess import normalise_tiles
 from stm_zoo.zoo import SR_FACTOR, TASKS, EntryKey, LoadedModel, zoo_dir

@@ -30,11 +30,9 @@ from evaluation.benchmarks import (
     PAPER_SYNTHETIC,
     PAPER_TARGETED,
     TARGETED_NAMES,
-    Cell,
     Outputs,
     RowSpec,
     ScoredRow,
-    Table,
     TileSet,
     available_entries,
     best_rows,
@@ -48,10 +46,9 @@ from evaluation.benchmarks import (
     row_specs,
     score_set,
     targeted_sets,
-    write_json,
-    write_tables,
 )
 from evaluation.metrics import DATA_RANGE
+from evaluation.tables import Cell, Table, write_json, write_tables
 from stm_zoo.errors import StmZooError
 from stm_zoo.zoo import CARD_NAME, CONFIG_NAME, SR_FACTOR, TASKS, EntryConfig, EntryKey, zoo_dir
 

@@ -15,7 +15,7 @@ import argparse
 import math
 from pathlib import Path
 
-from evaluation.benchmarks import Table, write_json, write_tables
+from evaluation.tables import Table, write_json, write_tables
 from stm_zoo import paper
 from stm_zoo.bench.measure import BENCH_MODELS, evaluations_per_step, model_label
 from stm_zoo.bench.suite import MODES, BenchReport, StepRow, run_bench

@@ -22,7 +22,6 @@ import importlib.util
 import json
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -162,7 +161,9 @@ def main() -> int:
         if demo is not None:
             demo.close()
 
-    seconds = sorted(r["seconds"] for r in results)
+    from stm_zoo.timing import Timing, load_average
+
+    latency = Timing(tuple(r["seconds"] for r in results), load_average())
     ok = sum(r["ok"] for r in results)
     report = {
         "clients": args.clients,
@@ -173,13 +174,14 @@ def main() -> int:
         if args.url
         else args.concurrency or int(os.environ.get("STM_ZOO_APP_CONCURRENCY", 1)),
         "latency_s": {
-            "min": round(seconds[0], 2),
-            "median": round(statistics.median(seconds), 2),
-            "max": round(seconds[-1], 2),
+            "min": round(latency.min, 2),
+            "median": round(latency.median, 2),
+            "max": round(latency.max, 2),
         },
         "wall_s": round(wall, 2),
         "requests_per_min": round(60 * len(results) / wall, 2),
         "cpu_threads": os.cpu_count(),
+        "load_average": round(latency.load, 2),
     }
     for record in results:
         if not record["ok"]:

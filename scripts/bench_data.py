@@ -25,6 +25,8 @@ import numpy as np
 # Run as a plain script from a checkout: make the repository's packages importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from stm_zoo.metrics import DATA_RANGE, psnr  # noqa: E402
+from stm_zoo.timing import load_average, markdown_table  # noqa: E402
 from training.datasets import OnTheFlyDataset, ShardDataset  # noqa: E402
 from training.degradations import TASKS  # noqa: E402
 from training.shards import build_dataset  # noqa: E402
@@ -43,8 +45,7 @@ def float16_psnr_db(
     worst = np.inf
     for i in range(min(n, len(stored))):
         for a, b in zip(stored[i], fresh[i], strict=True):
-            mse = float(((a - b) ** 2).mean())
-            worst = min(worst, np.inf if mse == 0 else 10 * np.log10(4.0 / mse))
+            worst = min(worst, psnr(a[0].numpy(), b[0].numpy(), DATA_RANGE))
     return worst
 
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     workers = args.workers or os.cpu_count() or 1
-    load_before = os.getloadavg()[0]
+    load_before = load_average()
 
     t0 = time.perf_counter()
     sources = simulate_sources(args.scans, args.seed, args.size_px, workers=workers)
@@ -91,20 +92,20 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"{workers} workers, load average {load_before:.2f} at start "
-        f"{os.getloadavg()[0]:.2f} at end (other processes share the CPU)."
+        f"{load_average():.2f} at end (other processes share the CPU)."
     )
     print(
         f"Simulation: {args.scans} scans of {args.size_px}x{args.size_px} px "
         f"in {sim_seconds:.1f} s "
         f"({args.scans / sim_seconds:.2f} scans/s with {workers} workers).\n"
     )
-    print(
-        "| task | samples | wall time (s) | samples/s | projected 24,000 samples (min) "
-        "| worst float16 PSNR (dB) |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    for task, n, wall, rate, minutes, psnr, _ in rows:
-        print(f"| {task} | {n} | {wall:.1f} | {rate:.1f} | {minutes:.1f} | {psnr:.1f} |")
+    header = ["task", "samples", "wall time (s)", "samples/s"]
+    header += ["projected 24,000 samples (min)", "worst float16 PSNR (dB)"]
+    cells = [
+        [task, n, f"{wall:.1f}", f"{rate:.1f}", f"{minutes:.1f}", f"{psnr:.1f}"]
+        for task, n, wall, rate, minutes, psnr, _ in rows
+    ]
+    print(markdown_table(header, cells, right=range(1, 6)))
     return 0
 
 

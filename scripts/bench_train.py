@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import os
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +30,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stm_zoo.methods import get_method  # noqa: E402
+from stm_zoo.timing import (  # noqa: E402
+    interleaved,
+    load_average,
+    markdown_row,
+    markdown_table,
+)
 from training.checkpoint import TrainState  # noqa: E402
 from training.configs import TrainConfig  # noqa: E402
 from training.distributed import Distributed  # noqa: E402
@@ -41,18 +45,6 @@ from training.run_log import LOG_NAME  # noqa: E402
 from training.train import train, train_step  # noqa: E402
 
 ALL_MODELS = ("fm-small", "ddim-small", "fm-large", "ddim-large", "ddim-fft-large", "ae-large")
-
-
-@dataclasses.dataclass
-class Case:
-    """One timed configuration: a closure that runs one training step."""
-
-    label: str
-    step: Callable[[], None]
-    times: list[float] = dataclasses.field(default_factory=list)
-
-    def seconds(self) -> float:
-        return statistics.median(self.times)
 
 
 def _entry(name: str) -> tuple[str, str]:
@@ -117,25 +109,6 @@ def plain(name: str, batch: int, device: torch.device) -> Callable[[], None]:
     return step
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure(cases: list[Case], rounds: int, warmup: int, device: torch.device) -> None:
-    """Warm every case up, then time one step of each case per round, interleaved."""
-    for case in cases:
-        for _ in range(warmup):
-            case.step()
-    _sync(device)
-    for _ in range(rounds):
-        for case in cases:
-            start = time.perf_counter()
-            case.step()
-            _sync(device)
-            case.times.append(time.perf_counter() - start)
-
-
 def whole_loop(batch: int, device: str, steps: int, precision: str) -> float:
     """Median samples/s of `training.train.train` (fm-small) from its CSV, first row skipped."""
     from training.shards import build_dataset
@@ -189,15 +162,14 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"batch {args.batch}, {args.rounds} timed rounds; load average at start {load:.1f} "
-        f"on {os.cpu_count()} CPUs\n"
+        f"batch {args.batch}, {args.rounds} timed rounds; load average at start "
+        f"{load_average():.1f} on {os.cpu_count()} CPUs\n"
     )
 
-    print("| model | params (M) | ours (samples/s) | plain fp32 loop (samples/s) | ours / plain |")
-    print("|---|---|---|---|---|")
+    header = ["model", "params (M)", "ours (samples/s)", "plain fp32 loop (samples/s)"]
+    print(markdown_table([*header, "ours / plain"]))
     for name in args.models.split(","):
         family, size = _entry(name)
         params = (
@@ -209,53 +181,50 @@ def main() -> int:
             )
             / 1e6
         )
-        cases = [
-            Case("ours", ours(name, args.batch, device)),
-            Case("plain", plain(name, args.batch, device)),
-        ]
-        measure(cases, args.rounds, args.warmup, device)
-        a, b = (args.batch / c.seconds() for c in cases)
-        print(f"| {name} | {params:.2f} | {a:.2f} | {b:.2f} | {a / b:.0%} |", flush=True)
+        cases = {"ours": ours(name, args.batch, device), "plain": plain(name, args.batch, device)}
+        timings = interleaved(cases, args.rounds, args.warmup, device)
+        a, b = (args.batch / t.median for t in timings.values())
+        cells = [name, f"{params:.2f}", f"{a:.2f}", f"{b:.2f}", f"{a / b:.0%}"]
+        print(markdown_row(cells), flush=True)
 
     if not args.no_variants:
         name = "fm-small"
         precision_bf16 = "bf16"
-        variants = [
-            Case("plain fp32 loop", plain(name, args.batch, device)),
-            Case("ours fp32", ours(name, args.batch, device)),
-            Case("ours bf16 autocast", ours(name, args.batch, device, precision_bf16)),
-            Case("ours channels_last", ours(name, args.batch, device, channels_last=True)),
-            Case(
-                "ours bf16 + channels_last",
-                ours(name, args.batch, device, precision_bf16, channels_last=True),
+        variants = {
+            "plain fp32 loop": plain(name, args.batch, device),
+            "ours fp32": ours(name, args.batch, device),
+            "ours bf16 autocast": ours(name, args.batch, device, precision_bf16),
+            "ours channels_last": ours(name, args.batch, device, channels_last=True),
+            "ours bf16 + channels_last": ours(
+                name, args.batch, device, precision_bf16, channels_last=True
             ),
-        ]
+        }
         if not args.no_compile:
-            variants.append(
-                Case("ours torch.compile", ours(name, args.batch, device, compile_net=True))
-            )
+            variants["ours torch.compile"] = ours(name, args.batch, device, compile_net=True)
+        warmup = max(args.warmup, 2)
         try:
-            measure(variants, args.rounds, max(args.warmup, 2), device)
-        except Exception as error:  # noqa: BLE001 - report a failed compile, keep the rest
-            print(f"\n(variant measurement failed: {type(error).__name__}: {error})")
-            variants = [v for v in variants if len(v.times) == args.rounds]
-        base = args.batch / variants[0].seconds()
-        print(f"\n| {name} variant | samples/s | vs plain fp32 loop |")
-        print("|---|---|---|")
-        for case in variants:
-            rate = args.batch / case.seconds()
-            print(f"| {case.label} | {rate:.2f} | {rate / base:.0%} |", flush=True)
+            timings = interleaved(variants, args.rounds, warmup, device)
+        except Exception as error:  # noqa: BLE001 - report a failed compile, time the rest
+            if args.no_compile:
+                raise
+            print(f"\n(torch.compile measurement failed: {type(error).__name__}: {error})")
+            del variants["ours torch.compile"]
+            timings = interleaved(variants, args.rounds, warmup, device)
+        base = args.batch / timings["plain fp32 loop"].median
+        print("\n" + markdown_table([f"{name} variant", "samples/s", "vs plain fp32 loop"]))
+        for label, timing in timings.items():
+            rate = args.batch / timing.median
+            print(markdown_row([label, f"{rate:.2f}", f"{rate / base:.0%}"]), flush=True)
 
     if not args.no_loop:
-        print("\n| whole `train()` loop, fm-small (shards, DataLoader, EMA, logging) | samples/s |")
-        print("|---|---|")
+        loop = "whole `train()` loop, fm-small (shards, DataLoader, EMA, logging)"
+        print("\n" + markdown_table([loop, "samples/s"]))
         for precision in ("fp32", "auto"):
             rate = whole_loop(args.batch, args.device, args.rounds + 2, precision)
             chosen = autocast_dtype(precision, device)
             label = f"{precision} ({'bf16' if chosen is torch.bfloat16 else 'fp32'} here)"
-            print(f"| precision {label} | {rate:.2f} |", flush=True)
-    end_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\nload average at end {end_load:.1f}")
+            print(markdown_row([f"precision {label}", f"{rate:.2f}"]), flush=True)
+    print(f"\nload average at end {load_average():.1f}")
     return 0
 
 

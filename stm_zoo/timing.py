@@ -22,6 +22,7 @@ __all__ = [
     "Timing",
     "interleaved",
     "load_average",
+    "markdown_row",
     "markdown_table",
     "synchronizer",
     "time_runs",
@@ -140,10 +141,16 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def markdown_row(cells: Sequence[object]) -> str:
+    """One markdown table row of already formatted cells (str() of each)."""
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
 def markdown_table(
-    header: Sequence[str], rows: Iterable[Sequence[object]], right: Collection[int] = ()
+    header: Sequence[str], rows: Iterable[Sequence[object]] = (), right: Collection[int] = ()
 ) -> str:
-    """A markdown table of already formatted cells (str() of each).
+    """A markdown table of already formatted cells; without rows, the header and rule lines that
+    `markdown_row` lines can follow as they are measured.
 
     Args:
         header: column names.
@@ -151,5 +158,4 @@ def markdown_table(
         right: indices of the columns to right-align (numbers).
     """
     rule = ["---:" if i in right else "---" for i in range(len(header))]
-    lines = [header, rule, *rows]
-    return "\n".join("| " + " | ".join(str(cell) for cell in line) + " |" for line in lines)
+    return "\n".join(markdown_row(line) for line in (header, rule, *rows))

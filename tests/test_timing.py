@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from stm_zoo.timing import Timing, interleaved, markdown_table, time_runs, torch_threads
+from stm_zoo.timing import (
+    Timing,
+    interleaved,
+    markdown_row,
+    markdown_table,
+    time_runs,
+    torch_threads,
+)
 
 
 def test_time_runs_warms_up_then_times_each_run():
@@ -56,3 +63,9 @@ def test_markdown_table():
         "| FM Small | 37 |",
         "| DDIM Small | 18 |",
     ]
+
+
+def test_markdown_header_then_rows_as_they_come():
+    head = markdown_table(["model", "samples/s"])
+    assert head.splitlines() == ["| model | samples/s |", "| --- | --- |"]
+    assert markdown_row(["fm-small", 2.5]) == "| fm-small | 2.5 |"
