@@ -1,6 +1,8 @@
-"""The run folder and the resumable training state in it: `training_state.pt` holds everything a
-run changes as it goes (weights, EMA, optimiser, schedule, per-process RNG, step, wall time, last
-metrics), so that resuming from step k continues exactly where the interrupted run was.
+"""The run folder and the resumable training state in it (`training_state.pt`).
+
+The state holds everything a run changes as it goes (weights, EMA, optimiser, schedule,
+per-process RNG, step, wall time, last metrics), so that resuming from step k continues exactly
+where the interrupted run was.
 
 The run folder (default `~/.cache/stm-zoo/runs/<task>/<family>-<size>/`, see `default_runs_dir`)
 is never published; under DDP it must be on a filesystem every node sees for resuming.

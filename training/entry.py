@@ -15,6 +15,7 @@ from stm_zoo.methods import ddim as ddim_methods
 from stm_zoo.methods import flow_matching as fm_methods
 from stm_zoo.zoo import PUBLISHED_MODE, SR_FACTOR, EntryConfig, EntryKey, write_entry
 from training.configs import TrainConfig
+from training.optim import time_budget_spent
 from training.run_log import LOG_NAME
 from training.sources import CROP_PX
 from training.validation import PSNR_CAP_DB
@@ -79,8 +80,7 @@ def entry_training_info(
     return {
         "steps": step,
         "steps_planned": config.steps,
-        "complete": step >= config.steps
-        or bool(config.time_budget_min and wall_time_s >= 60.0 * config.time_budget_min),
+        "complete": step >= config.steps or time_budget_spent(wall_time_s, config),
         "time_budget_min": config.time_budget_min,
         "batch": config.batch,
         "samples_seen": step * config.batch,

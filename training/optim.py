@@ -64,3 +64,9 @@ def time_lr_factor(elapsed_s: float, config: TrainConfig) -> float:
     progress = min(1.0, (elapsed_s - warmup) / max(budget - warmup, 1e-9))
     final = config.final_lr_ratio
     return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def time_budget_spent(wall_time_s: float, config: TrainConfig) -> bool:
+    """Whether a run with a wall-clock budget (`time_budget_min`) has spent it after
+    `wall_time_s` seconds of training (never, without a budget)."""
+    return bool(config.time_budget_min) and wall_time_s >= 60.0 * config.time_budget_min

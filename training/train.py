@@ -50,7 +50,7 @@ from training.distributed import Distributed, device_text, init_distributed, tra
 from training.entry import entry_training_info, write_zoo_entry
 from training.loader import epoch_loader, open_datasets
 from training.network import config_method
-from training.optim import time_lr_factor
+from training.optim import time_budget_spent, time_lr_factor
 from training.precision import autocast_dtype
 from training.run_log import LOG_NAME, TRAIN_COLUMNS, CsvLog, interval_row
 from training.seeds import STREAM_GLOBAL, STREAM_VALIDATION, derived_seed
@@ -156,6 +156,7 @@ def _train(
     ranks: Distributed,
     stop_at: int | None,
 ) -> TrainResult:
+    """`train` on a resolved device and run folder, inside the run's own global RNG."""
     if config.batch % ranks.world:
         raise StmZooError(
             f"--batch {config.batch} is the global batch and must divide evenly over "
@@ -247,7 +248,7 @@ def _train(
             for group in state.optimizer.param_groups:
                 group["lr"] = config.lr * factor
 
-    if config.time_budget_min and state.wall_time_s >= 60.0 * config.time_budget_min:
+    if time_budget_spent(state.wall_time_s, config):
         end = state.step  # resumed with the budget spent: score and write the entry only
     state.model.train()
     with _GracefulStop(enabled=ranks.world == 1) as stop, bar:
@@ -273,7 +274,7 @@ def _train(
                     sums[1] += norm
                 bar.update(1)
                 step = state.step
-                if config.time_budget_min and wall() >= 60.0 * config.time_budget_min:
+                if time_budget_spent(wall(), config):
                     end = step  # the wall-clock budget is spent: finish this run here
                 validate_now = step == end or (config.val_every and step % config.val_every == 0)
                 if step % config.log_every == 0 or validate_now:
@@ -348,8 +349,7 @@ def _train(
         step=state.step,
         samples_seen=state.step * config.batch,
         wall_time_s=wall(),
-        completed=state.step >= config.steps
-        or bool(config.time_budget_min and wall() >= 60.0 * config.time_budget_min),
+        completed=state.step >= config.steps or time_budget_spent(wall(), config),
         metrics=state.metrics if ranks.main else {},
         network=state.ema.module,
     )
