@@ -41,6 +41,7 @@ import gradio as gr  # noqa: E402
 from expert_eval.ui import expert_tab
 from stm_zoo.errors import StmZooError
 from stm_zoo.pipeline import RestoreOptions
+from stm_zoo.registry import is_learned
 from stm_zoo.zoo import resolve_device, zoo_dir, zoo_repo
 from training import explorer as synthetic
 from webapp import plots, previews
@@ -209,7 +210,7 @@ def restore_tab(ctx: AppContext) -> None:
                         list(all_sizes()),
                         value=default_size,
                         label="Size",
-                        interactive=default_family != "classical",
+                        interactive=is_learned(default_family),
                     )
                 status = gr.Markdown(
                     model_status("restore", default_family, default_size),
@@ -343,7 +344,7 @@ def restore_tab(ctx: AppContext) -> None:
                 direction=direction or "forward",
                 scan_size_nm=_positive_or_none(scan_width),
             )
-            on_gpu = family != "classical" and resolve_device(options.device) == "cuda"
+            on_gpu = is_learned(family) and resolve_device(options.device) == "cuda"
             runner = _run_restore_on_gpu if on_gpu else _run_restore
             outcome = runner(files, request, limits, progress)
             views = previews.render_views(
@@ -410,7 +411,7 @@ def restore_tab(ctx: AppContext) -> None:
         sizes = list(sizes_for(family))
         size = size if size in sizes else sizes[0]
         return (
-            gr.update(choices=sizes, value=size, interactive=family != "classical"),
+            gr.update(choices=sizes, value=size, interactive=is_learned(family)),
             model_status(task, family, size),
         )
 
@@ -421,7 +422,7 @@ def restore_tab(ctx: AppContext) -> None:
             gr.update(
                 choices=list(sizes_for(family_value)),
                 value=size_value,
-                interactive=family_value != "classical",
+                interactive=is_learned(family_value),
             ),
             model_status(task, family_value, size_value),
         )

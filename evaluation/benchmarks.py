@@ -41,7 +41,7 @@ from evaluation.metrics import (
 )
 from stm_zoo import paper
 from stm_zoo.errors import StmZooError
-from stm_zoo.registry import TASKS
+from stm_zoo.registry import CLASSICAL, TASKS, is_learned
 from stm_zoo.zoo import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -64,7 +64,7 @@ class RowSpec:
 
     Attributes:
         family: "input" (the degraded / low-res input), "pristine" (the lower bound of the
-            experimental tables), "classical", or a learned family ("fm", "ddim", "ddim-fft", "ae").
+            experimental tables), or a family of `stm_zoo.registry.FAMILIES`.
         size: "small" / "large" for learned families, "" otherwise.
         steps: sampler steps (1 for the autoencoder, 0 where steps do not apply).
     """
@@ -75,7 +75,7 @@ class RowSpec:
 
     @property
     def learned(self) -> bool:
-        return self.family not in ("input", "pristine", "classical")
+        return is_learned(self.family)
 
     @property
     def generative(self) -> bool:
@@ -89,7 +89,7 @@ class RowSpec:
             return "Degraded input"
         if self.family == "pristine":
             return "Pristine (lower bound)"
-        if self.family == "classical":
+        if self.family == CLASSICAL:
             return "Classical (row alignment + scars)"
         if self.family == "ae":
             return "Autoencoder"
@@ -455,7 +455,7 @@ def produce_outputs(
         images = run_classical(tiles.degraded, task)
         if bar is not None:
             bar.update(len(tiles))
-        yield Outputs(RowSpec("classical"), images, time.perf_counter() - start)
+        yield Outputs(RowSpec(CLASSICAL), images, time.perf_counter() - start)
     noise = sample_noise(tiles.indices, tiles.degraded.shape[1:], seed)
     for key, model in models.items():
         for spec in specs[key]:
@@ -508,7 +508,7 @@ def best_rows(rows: Sequence[ScoredRow], metric: str = "ssim") -> list[ScoredRow
     return list(best.values())
 
 
-_FAMILY_RANK = {"input": 0, "classical": 1, "ae": 2, "ddim": 3, "ddim-fft": 3, "fm": 5}
+_FAMILY_RANK = {"input": 0, CLASSICAL: 1, "ae": 2, "ddim": 3, "ddim-fft": 3, "fm": 5}
 
 
 def paper_order_key(spec: RowSpec) -> tuple[int, int, bool]:

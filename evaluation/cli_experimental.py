@@ -46,6 +46,7 @@ from evaluation.benchmarks import (
 from evaluation.tables import Cell, Table, write_json, write_tables
 from stm_zoo.errors import StmZooError
 from stm_zoo.preprocess import normalise_tiles
+from stm_zoo.registry import CLASSICAL
 from stm_zoo.zoo import SR_FACTOR, TASKS, EntryKey, LoadedModel, zoo_dir
 
 logger = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ def restored_rows(
     from stm_zoo.pipeline import RestoreOptions, restore
     from stm_zoo.zoo import load_model
 
-    runs = [(RowSpec("classical"), load_model(task, "classical", device="cpu"))]
+    runs = [(RowSpec(CLASSICAL), load_model(task, CLASSICAL, device="cpu"))]
     runs += [(spec, models[key]) for key in models for spec in specs[key]]
     seeds = [int(np.random.SeedSequence([seed, i]).generate_state(1)[0]) for i in range(len(scans))]
     for spec, model in runs:

@@ -50,6 +50,7 @@ from evaluation.benchmarks import (
 from evaluation.metrics import DATA_RANGE
 from evaluation.tables import Cell, Table, write_json, write_tables
 from stm_zoo.errors import StmZooError
+from stm_zoo.registry import CLASSICAL
 from stm_zoo.zoo import CARD_NAME, CONFIG_NAME, SR_FACTOR, TASKS, EntryConfig, EntryKey, zoo_dir
 
 logger = logging.getLogger(__name__)
@@ -294,12 +295,12 @@ def targeted_tables(result: SyntheticResult) -> list[Table]:
     for m in metrics:
         columns += [f"{m.upper()} generative mean", f"paper {m.upper()}"]
         formats += [fmt[m]] * 2
-    for who in ("input", "classical"):
+    for who in ("input", CLASSICAL):
         label = row_name(RowSpec(who), task).split(" (")[0]
         columns += [f"{label} {m.upper()}" for m in metrics]
         formats += [fmt[m] for m in metrics]
     affine = ("apsnr", "assim")
-    for who in ("generative mean", "input", "classical"):
+    for who in ("generative mean", "input", CLASSICAL):
         columns += [f"{who} affine PSNR", f"{who} affine SSIM"]
         formats += [".2f", ".3f"]
     summary, detail = [], []
@@ -310,12 +311,12 @@ def targeted_tables(result: SyntheticResult) -> list[Table]:
         for m in metrics:
             mean = float(np.mean([r.mean(m) for r in generative])) if generative else None
             cells += [mean, PAPER_TARGETED.get(task, {}).get(name, {}).get(m)]
-        for who in ("input", "classical"):
+        for who in ("input", CLASSICAL):
             row = next(r for r in scored if r.spec.family == who)
             cells += [row.mean(m) for m in metrics]
         for m in affine:
             cells.append(float(np.mean([r.mean(m) for r in generative])) if generative else None)
-        for who in ("input", "classical"):
+        for who in ("input", CLASSICAL):
             row = next(r for r in scored if r.spec.family == who)
             cells += [row.mean(m) for m in affine]
         summary.append(cells)
@@ -374,7 +375,7 @@ def card_metrics(result: SyntheticResult, key: EntryKey) -> dict[str, Any]:
         metrics[f"ssim_{label}"] = round(row.mean("ssim"), 6)
         metrics[f"apsnr_{label}"] = round(row.mean("apsnr"), 6)
         metrics[f"assim_{label}"] = round(row.mean("assim"), 6)
-    for who in ("input", "classical"):
+    for who in ("input", CLASSICAL):
         row = next((r for r in result.rows if r.spec.family == who), None)
         if row is not None:
             metrics[f"{who}_psnr"] = round(row.mean("psnr"), 6)
@@ -470,7 +471,7 @@ def _steps_suffix(spec: RowSpec) -> str:
 def violin_rows(rows: Sequence[ScoredRow]) -> list[ScoredRow]:
     """The paper's Fig. 4 / 6 selection: the input, the autoencoder, the best small and the best
     large generative model (by mean SSIM), plus our classical baseline."""
-    picks = [r for r in rows if r.spec.family in ("input", "classical")]
+    picks = [r for r in rows if r.spec.family in ("input", CLASSICAL)]
     best = best_rows([r for r in rows if r.spec.learned])
     picks += [r for r in best if r.spec.family == "ae"]
     for size in ("small", "large"):

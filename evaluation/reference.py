@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from stm_zoo.lattice import MAX_PEAK_SHIFT, MIN_PEAK_POWER
+from stm_zoo.registry import is_learned
 
 REFERENCE_PATH = (
     Path(__file__).resolve().parent.parent.parent
@@ -125,7 +126,7 @@ def check_model(
     result = restore(
         scan, task="restore", family=family, size=size, steps=steps, seed=seed, model=model
     )
-    entry = "restore/classical" if family == "classical" else f"restore/{family}-{size}"
+    entry = f"restore/{family}-{size}" if is_learned(family) else f"restore/{family}"
     pixel_nm = REFERENCE_SIZE_NM / scan.data.shape[1]
     check = check_output(entry, steps, scan.data, result.scan.data, pixel_nm)
     if figure is not None:
@@ -225,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         check_model(args.family, args.size, s, args.path, figure=args.figure if i == 0 else None)
         for i, s in enumerate(args.steps)
     ]
-    if args.update_card and args.family != "classical":
+    if args.update_card and is_learned(args.family):
         folder = update_card(checks, args.zoo, args.family, args.size)
         print(f"updated {folder}")
     if args.json:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from stm_zoo.errors import StmZooError
+from stm_zoo.registry import CLASSICAL, FAMILIES, LEARNED_FAMILIES, SIZES, is_learned, takes_steps
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,17 @@ LABELS = string.ascii_uppercase
 MAX_OUTPUTS = 8
 """Most model configurations per study: each needs its own column on the rater's screen."""
 MAX_RATER_NAME = 64
-STEPPED_FAMILIES = ("fm", "ddim", "ddim-fft")
-_MODEL_RE = re.compile(r"^(fm|ddim-fft|ddim|ae)-(small|large)(?:-(\d+))?$")
+_MODEL_RE = re.compile(
+    # Longest names first, so that "ddim-fft-large" is not read as family "ddim".
+    rf"^({'|'.join(map(re.escape, sorted(LEARNED_FAMILIES, key=len, reverse=True)))})"
+    rf"-({'|'.join(SIZES)})(?:-(\d+))?$"
+)
 _FAMILY_NAMES = {
     "fm": "FM",
     "ddim": "DDIM",
     "ddim-fft": "DDIM",
     "ae": "Autoencoder",
-    "classical": "Classical",
+    CLASSICAL: "Classical (Gwyddion-style)",
 }
 
 
@@ -63,9 +67,9 @@ class ModelSpec:
     """One model configuration of a study.
 
     Attributes:
-        family: "fm", "ddim", "ddim-fft", "ae" or "classical".
-        size: "small" or "large" ("small" for classical, which has no size).
-        steps: sampler steps (1 for ae and classical, which take none).
+        family: one of `stm_zoo.registry.FAMILIES`.
+        size: "small" or "large" ("small" for a family without a network, which has no size).
+        steps: sampler steps (1 for the families that take none: ae, classical).
     """
 
     family: str
@@ -81,8 +85,8 @@ class ModelSpec:
                 Table I), or a missing/extra step count.
         """
         text = text.strip().lower()
-        if text == "classical":
-            return cls("classical", "small", 1)
+        if text in FAMILIES and not is_learned(text):
+            return cls(text, "small", 1)
         match = _MODEL_RE.match(text)
         if match is None:
             raise StmZooError(
@@ -97,7 +101,7 @@ class ModelSpec:
                 f"Model configuration {text!r}: family {family} comes in size large only "
                 f"(paper Table I): write {family}-large{'' if steps is None else '-' + steps}."
             )
-        if family in STEPPED_FAMILIES:
+        if takes_steps(family):
             if steps is None or int(steps) < 1:
                 raise StmZooError(
                     f"Model configuration {text!r} needs a step count of at least 1, "
@@ -113,20 +117,20 @@ class ModelSpec:
     @property
     def name(self) -> str:
         """The canonical configuration string, e.g. `fm-small-2` (parses back to itself)."""
-        if self.family == "classical":
-            return "classical"
-        if self.family in STEPPED_FAMILIES:
+        if not is_learned(self.family):
+            return self.family
+        if takes_steps(self.family):
             return f"{self.family}-{self.size}-{self.steps}"
         return f"{self.family}-{self.size}"
 
     @property
     def label(self) -> str:
         """A human label in the paper's style, e.g. "DDIM Large (FFT, 10 steps)"."""
-        if self.family == "classical":
-            return "Classical (Gwyddion-style)"
+        if not is_learned(self.family):
+            return _FAMILY_NAMES[self.family]
         base = f"{_FAMILY_NAMES[self.family]} {self.size.capitalize()}"
         details = ["FFT"] if self.family == "ddim-fft" else []
-        if self.family in STEPPED_FAMILIES:
+        if takes_steps(self.family):
             details.append(f"{self.steps} step{'s' if self.steps > 1 else ''}")
         return f"{base} ({', '.join(details)})" if details else base
 
@@ -458,7 +462,7 @@ def prepare(
             o.size,
             device=o.device,
             dtype=o.dtype,
-            path=zoo_path if o.family != "classical" else None,
+            path=zoo_path if is_learned(o.family) else None,
         )
         for o in runs
     ]

@@ -32,6 +32,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from stm_zoo.registry import CLASSICAL  # noqa: E402
+
 log = logging.getLogger("bench_app_load")
 
 
@@ -42,7 +44,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=1, help="requests per client")
     parser.add_argument("--file", type=Path, help="scan to upload (default: simulated 256x256)")
     parser.add_argument("--task", default="restore", choices=["restore", "sr2", "sr4"])
-    parser.add_argument("--family", default="classical")
+    parser.add_argument("--family", default=CLASSICAL)
     parser.add_argument("--size", default="small", choices=["small", "large"])
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -73,7 +75,7 @@ def random_init_zoo(folder: Path, task: str, family: str, size: str) -> None:
         task=task,
         family=family,
         size=size,
-        network=network.to_dict(),
+        network=network,
         sr_factor=SR_FACTOR[task],
         training={"note": "random init, for load benchmarks only"},
     )

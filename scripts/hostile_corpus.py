@@ -64,6 +64,7 @@ from stm_zoo.io import (  # noqa: E402
     result_label,
     save_scan,
 )
+from stm_zoo.registry import CLASSICAL  # noqa: E402
 from stm_zoo.restore_cli import collect_jobs, output_path  # noqa: E402
 
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -81,8 +82,8 @@ CLEAN_EXITS = {
 failed for a reason other than a `StmZooError` (a crash it caught), so 1 is not clean. Two files of
 one name given by name must be refused (2); given as their folder, both must be restored (0)."""
 LABELS = {
-    "restore": result_label("restore", "classical", "small"),
-    "restore-folder": result_label("restore", "classical", "small"),
+    "restore": result_label("restore", CLASSICAL, "small"),
+    "restore-folder": result_label("restore", CLASSICAL, "small"),
     "restore-fm": result_label("restore", "fm", "small"),
 }
 """The label of each restoring command's results (names the restored channel of .sxm/.gwy)."""
@@ -522,7 +523,7 @@ def add_entries(corpus: Corpus) -> None:
 
     def entry(name: str, what: str) -> Path:
         root = corpus.folder(name)
-        config = EntryConfig("restore", "fm", "small", tiny.to_dict(), tile_size=64)
+        config = EntryConfig("restore", "fm", "small", tiny, tile_size=64)
         write_entry(root / "restore" / "fm-small", config, state, "card")
         corpus.cases.append(Case(name, what, root, kind="entry"))
         return root / "restore" / "fm-small"
@@ -578,12 +579,12 @@ def command_line(command: str, case: Case, scratch: Path, probe: Path) -> list[s
     if command == "convert":
         return ["convert", str(case.path), str(scratch / "converted.png")]
     if command == "restore":
-        return ["restore", str(case.path), "--model", "classical", "-o", str(scratch)]
+        return ["restore", str(case.path), "--model", CLASSICAL, "-o", str(scratch)]
     if command == "restore-names":
         files = [str(p) for p in sorted(case.path.rglob("*.sxm"))]
-        return ["restore", *files, "--model", "classical", "-o", str(scratch / "refused")]
+        return ["restore", *files, "--model", CLASSICAL, "-o", str(scratch / "refused")]
     if command == "restore-folder":
-        return ["restore", str(case.path), "--model", "classical", "-o", str(scratch)]
+        return ["restore", str(case.path), "--model", CLASSICAL, "-o", str(scratch)]
     if command == "zoo-list":
         return ["zoo", "list", "--zoo", str(case.path)]
     assert command == "restore-fm", command

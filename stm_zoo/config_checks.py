@@ -16,9 +16,12 @@ import json
 import math
 import numbers
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stm_zoo.errors import StmZooError
+
+if TYPE_CHECKING:
+    from stm_zoo.nn import UNetConfig
 
 MAX_CONFIG_BYTES = 1 << 20
 """A zoo config.json is a few kB; anything over 1 MiB is refused unread."""
@@ -142,7 +145,7 @@ def integer_list(path: Path, name: str, value: Any, low: int, high: int, count: 
 
 def check_network(
     path: Path, network: dict[str, Any], tile_size: int, time_conditioned: bool
-) -> Any:
+) -> UNetConfig:
     """Check the U-Net a config describes and what it would cost, before building it.
 
     Args:
@@ -152,7 +155,7 @@ def check_network(
         time_conditioned: whether the family feeds the network a time (all but the autoencoder).
 
     Returns:
-        The `stm_zoo.nn.UNetConfig`.
+        The network's `stm_zoo.nn.UNetConfig` (what `EntryConfig.network` holds).
 
     Raises:
         StmZooError: a field of the wrong type or out of range, or a network over the caps.

@@ -40,6 +40,7 @@ from stm_zoo.limits import (
     plan_grid,
     repair_input,
 )
+from stm_zoo.methods import get_baseline
 from stm_zoo.registry import (
     DEFAULT_PIXEL_SIZE_NM,
     FAMILIES,
@@ -47,6 +48,8 @@ from stm_zoo.registry import (
     SIZES,
     SR_FACTOR,
     TASKS,
+    is_learned,
+    takes_steps,
 )
 from stm_zoo.tiling import count_tiles, tiled_map
 from stm_zoo.zoo import LoadedModel, load_model
@@ -95,9 +98,9 @@ class RestoreOptions:
 
     Attributes:
         task: "restore", "sr2" or "sr4". For SR the input has H lines and the result k*H lines.
-        family, size: the zoo entry ("fm", "ddim", "ddim-fft", "ae" or "classical"; "small" or
-            "large", as the family comes).
-        steps: sampler steps (ignored by ae and classical).
+        family, size: the zoo entry (one of `stm_zoo.registry.FAMILIES`; "small" or "large", as
+            the family comes).
+        steps: sampler steps (ignored by the families that restore in one pass: ae, classical).
         samples: independent samples; the result is their mean and `std` their per-pixel
             standard deviation.
         seed: seed of the noise field (None: random).
@@ -212,7 +215,7 @@ def restore(
             and its family, size, device and precision replace those of `options`.
         progress: called as progress(fraction, message).
         **overrides: `RestoreOptions` fields replacing those of `options`, e.g.
-            `restore(scan, task="sr2", family="classical")`.
+            `restore(scan, task="sr2", family="ae", size="large")`.
 
     Raises:
         StmZooError: bad options, a file beyond the limits, a flat channel, a missing model, or
@@ -280,10 +283,8 @@ def restore(
     grid = np.repeat(grid, factor, axis=0)  # nearest-neighbour up along the slow axis
     started = time.perf_counter()
     samples = options.samples
-    if model.config.family == "classical":
-        from stm_zoo.methods.classical import classical_restore
-
-        outputs = [classical_restore(grid, options.task)]
+    if not is_learned(model.config.family):
+        outputs = [get_baseline(model.config.family).restore(grid, options.task)]
     else:
         outputs = []
         per_sample = count_tiles(grid.shape, tile, options.overlap)
@@ -311,7 +312,7 @@ def restore(
             )
     seconds = time.perf_counter() - started
     label = f"{model.key}" + (
-        "" if model.config.family in ("ae", "classical") else f" ({options.steps} steps)"
+        f" ({options.steps} steps)" if takes_steps(model.config.family) else ""
     )
     for output in outputs:
         check_finite_output(output, label, scan.describe())

@@ -16,7 +16,15 @@ SR_FACTOR: dict[str, int] = {"restore": 1, "sr2": 2, "sr4": 4}
 LEARNED_FAMILIES: tuple[str, ...] = ("fm", "ddim", "ddim-fft", "ae")
 """The families with a network, in the paper's order."""
 
-FAMILIES: tuple[str, ...] = (*LEARNED_FAMILIES, "classical")
+SAMPLED_FAMILIES: tuple[str, ...] = ("fm", "ddim", "ddim-fft")
+"""The families whose sampler starts from noise and takes a number of steps (the autoencoder and
+the classical baseline restore in one deterministic pass)."""
+
+CLASSICAL = "classical"
+"""The non-learned baseline (row alignment + scar removal): a family without a network, weights
+or size (`stm_zoo.methods.get_baseline`)."""
+
+FAMILIES: tuple[str, ...] = (*LEARNED_FAMILIES, CLASSICAL)
 """Every family name, the non-learned `classical` baseline included."""
 
 SIZES: tuple[str, ...] = ("small", "large")
@@ -34,3 +42,13 @@ only)."""
 DEFAULT_PIXEL_SIZE_NM = 100.0 / 512
 """The paper's sampling, 512 px over 100 nm: the training pixel size, and the one assumed for a
 file without a physical size."""
+
+
+def is_learned(family: str) -> bool:
+    """Whether `family` has a network (and so zoo entries, sizes and weights to load)."""
+    return family in LEARNED_FAMILIES
+
+
+def takes_steps(family: str) -> bool:
+    """Whether `family` samples from noise with a number of steps (`SAMPLED_FAMILIES`)."""
+    return family in SAMPLED_FAMILIES

@@ -14,14 +14,27 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stm_zoo import config_checks as checks
 from stm_zoo.errors import ModelNotFoundError, StmZooError
-from stm_zoo.methods import OUTPUT_RANGES, PREDICTIONS, Method, get_method
-from stm_zoo.registry import DEFAULT_PIXEL_SIZE_NM, FAMILIES, SIZES, SR_FACTOR, TASKS
+from stm_zoo.methods import OUTPUT_RANGES, PREDICTIONS, Method, get_baseline, get_method
+from stm_zoo.registry import (
+    CLASSICAL,
+    DEFAULT_PIXEL_SIZE_NM,
+    FAMILIES,
+    FAMILY_SIZES,
+    LEARNED_FAMILIES,
+    SIZES,
+    SR_FACTOR,
+    TASKS,
+    is_learned,
+)
+
+if TYPE_CHECKING:
+    from stm_zoo.nn import UNetConfig
 
 log = logging.getLogger(__name__)
 
@@ -65,25 +78,22 @@ class EntryKey:
 
 def registry() -> list[EntryKey]:
     """Every zoo entry of the paper's Table I for every task (ae and ddim-fft are large only)."""
-    keys = []
-    for task in TASKS:
-        for family, sizes in (
-            ("fm", SIZES),
-            ("ddim", SIZES),
-            ("ddim-fft", ("large",)),
-            ("ae", ("large",)),
-        ):
-            keys.extend(EntryKey(task, family, size) for size in sizes)
-    return keys
+    return [
+        EntryKey(task, family, size)
+        for task in TASKS
+        for family in LEARNED_FAMILIES
+        for size in FAMILY_SIZES[family]
+    ]
 
 
-@dataclass
+@dataclass(frozen=True)
 class EntryConfig:
     """The contents of an entry's `config.json`.
 
     Attributes:
         task, family, size: which entry.
-        network: the U-Net configuration as a dict (`stm_zoo.nn.UNetConfig.to_dict()`).
+        network: the U-Net; None exactly for a family without a network (`classical`), whose
+            config.json holds an empty `network` object.
         pixel_size_nm: pixel pitch of the training data; inputs are resampled to it.
         tile_size: edge of the square training crops (the inference tile).
         sr_factor: 1 for restoration, 2 or 4 for slow-axis super-resolution.
@@ -100,7 +110,7 @@ class EntryConfig:
     task: str
     family: str
     size: str
-    network: dict[str, Any]
+    network: UNetConfig | None
     pixel_size_nm: float = DEFAULT_PIXEL_SIZE_NM
     tile_size: int = 128
     sr_factor: int = 1
@@ -111,6 +121,11 @@ class EntryConfig:
     prediction: str = "native"
     output_range: str = "free"
 
+    def __post_init__(self) -> None:
+        assert (self.network is not None) == is_learned(self.family), (
+            f"a {self.family} entry {'needs' if is_learned(self.family) else 'has no'} network"
+        )
+
     @property
     def key(self) -> EntryKey:
         return EntryKey(self.task, self.family, self.size)
@@ -120,7 +135,10 @@ class EntryConfig:
         return get_method(self.family, self.prediction, output_range=self.output_range)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        """config.json's text: every field, the network as `UNetConfig.to_dict()`."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["network"] = {} if self.network is None else self.network.to_dict()
+        return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod
     def from_file(cls, path: Path) -> EntryConfig:
@@ -145,29 +163,39 @@ class EntryConfig:
                 f"{path} uses zoo format {version}, newer than this stm-zoo "
                 f"understands ({FORMAT_VERSION}): upgrade stm-zoo."
             )
-        config = cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
-        checks.choice(path, "task", config.task, TASKS)
-        checks.choice(path, "family", config.family, FAMILIES)
-        checks.choice(path, "size", config.size, SIZES)
-        checks.choice(path, "prediction", config.prediction, PREDICTIONS)
-        checks.choice(path, "output_range", config.output_range, OUTPUT_RANGES)
-        checks.choice(path, "weights_dtype", config.weights_dtype, WEIGHTS_DTYPES)
-        config.pixel_size_nm = checks.number(
-            path, "pixel_size_nm", config.pixel_size_nm, *checks.PIXEL_SIZE_RANGE_NM
+        given = {f.name: raw[f.name] if f.name in raw else _default(f) for f in fields(cls)}
+        task = checks.choice(path, "task", given["task"], TASKS)
+        family = checks.choice(path, "family", given["family"], FAMILIES)
+        checks.choice(path, "size", given["size"], SIZES)
+        checks.choice(path, "prediction", given["prediction"], PREDICTIONS)
+        checks.choice(path, "output_range", given["output_range"], OUTPUT_RANGES)
+        checks.choice(path, "weights_dtype", given["weights_dtype"], WEIGHTS_DTYPES)
+        given["pixel_size_nm"] = checks.number(
+            path, "pixel_size_nm", given["pixel_size_nm"], *checks.PIXEL_SIZE_RANGE_NM
         )
-        checks.integer(path, "tile_size", config.tile_size, 1, checks.MAX_TILE_SIZE)
-        checks.integer(path, "sr_factor", config.sr_factor, 1, max(SR_FACTOR.values()))
-        if config.sr_factor != SR_FACTOR[config.task]:
+        tile_size = checks.integer(path, "tile_size", given["tile_size"], 1, checks.MAX_TILE_SIZE)
+        sr_factor = checks.integer(
+            path, "sr_factor", given["sr_factor"], 1, max(SR_FACTOR.values())
+        )
+        if sr_factor != SR_FACTOR[task]:
             raise StmZooError(
-                f"{path} says sr_factor={config.sr_factor} for task {config.task}: "
-                f"expected {SR_FACTOR[config.task]}."
+                f"{path} says sr_factor={sr_factor} for task {task}: expected {SR_FACTOR[task]}."
             )
         for name in ("network", "training", "metrics"):
-            checks.mapping(path, name, getattr(config, name))
-        if config.family != "classical":
-            time_conditioned = config.method().time_scale is not None
-            checks.check_network(path, config.network, config.tile_size, time_conditioned)
-        return config
+            checks.mapping(path, name, given[name])
+        if is_learned(family):
+            time_conditioned = get_method(family).time_scale is not None
+            given["network"] = checks.check_network(
+                path, given["network"], tile_size, time_conditioned
+            )
+        else:
+            given["network"] = None
+        return cls(**given)
+
+
+def _default(f: Field) -> Any:
+    """The default of a dataclass field (MISSING for a required one)."""
+    return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
 @dataclass(frozen=True)
@@ -224,7 +252,7 @@ def synthetic_score(config: EntryConfig) -> SyntheticScore | None:
 
 def default_model(task: str, root: Path | None = None) -> tuple[str, str]:
     """(family, size) the app and CLI offer first for `task`: the local entry with the best
-    synthetic-test PSNR among those that beat the classical baseline, else ("classical", "small").
+    synthetic-test PSNR among those that beat the classical baseline, else (`CLASSICAL`, "small").
 
     An entry whose card has no test metrics, or that does not beat `classical`, is never the
     default (users may still pick it; the app then says so).
@@ -240,7 +268,7 @@ def default_model(task: str, root: Path | None = None) -> tuple[str, str]:
             continue
         if score is not None and score.beats_classical and (best is None or score.psnr > best[0]):
             best = (score.psnr, key.family, key.size)
-    return ("classical", "small") if best is None else (best[1], best[2])
+    return (CLASSICAL, "small") if best is None else (best[1], best[2])
 
 
 def zoo_dir() -> Path:
@@ -264,7 +292,7 @@ def write_entry(
 
     Args:
         directory: the entry folder (created), usually `<zoo>/<task>/<family>-<size>`.
-        config: the entry's configuration; `weights_dtype` is updated to what is written.
+        config: the entry's configuration (written with the `weights_dtype` stored).
         state_dict: network weights (EMA), name -> tensor.
         card: the model card (markdown, with YAML front matter when published).
         weights_dtype: store weights as "float32", "float16" or "bfloat16" (default: config's).
@@ -288,7 +316,7 @@ def write_entry(
         for name, t in state_dict.items()
     }
     save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-    config.weights_dtype = dtype_name
+    config = replace(config, weights_dtype=dtype_name)
     (directory / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
     (directory / CARD_NAME).write_text(card, encoding="utf-8")
     # Published files are world-readable whatever the umask (safetensors itself writes 0600).
@@ -303,7 +331,7 @@ class LoadedModel:
 
     Attributes:
         config: the entry's config.json.
-        network: the U-Net in eval mode on `device` (None for the `classical` family).
+        network: the U-Net in eval mode on `device` (None for a family without one).
         device: torch device the network lives on.
         dtype: compute dtype ("float32" or "bfloat16").
         source: where the weights came from (a folder path or `hub:<repo>`).
@@ -320,15 +348,16 @@ class LoadedModel:
         return self.config.key
 
 
-def classical_config(task: str) -> EntryConfig:
-    """The config of the non-learned baseline (nothing to download)."""
+def baseline_config(task: str, family: str) -> EntryConfig:
+    """The config of a family without a network (`stm_zoo.methods.get_baseline`): nothing to
+    download."""
     return EntryConfig(
         task=task,
-        family="classical",
+        family=family,
         size="small",
-        network={},
+        network=None,
         sr_factor=SR_FACTOR[task],
-        training={"note": "not trained: Gwyddion-style row alignment and scar removal"},
+        training={"note": f"not trained: {get_baseline(family).description}"},
     )
 
 
@@ -356,7 +385,7 @@ def load_entry(directory: Path, device: str = "auto", dtype: str = "float32") ->
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from stm_zoo.nn import UNet, UNetConfig
+    from stm_zoo.nn import UNet
 
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
@@ -367,14 +396,13 @@ def load_entry(directory: Path, device: str = "auto", dtype: str = "float32") ->
     device = resolve_device(device)
     if dtype not in ("float32", "bfloat16"):
         raise StmZooError(f"Unknown compute dtype {dtype!r}: use float32 or bfloat16.")
-    if config.family == "classical":
+    if config.network is None:
         raise StmZooError(
-            f"{config_path} is a classical entry, which has no network to load: use "
-            "load_model(task, 'classical')."
+            f"{config_path} is a {config.family} entry, which has no network to load: use "
+            f"load_model(task, {config.family!r})."
         )
-    network_config = UNetConfig.from_dict(config.network)  # checked by from_file
-    checks.check_weights_size(weights_path, network_config.parameter_count())
-    network = UNet(network_config)
+    checks.check_weights_size(weights_path, config.network.parameter_count())
+    network = UNet(config.network)
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError) as error:
@@ -455,13 +483,14 @@ def load_model(
 
     Args:
         task: "restore", "sr2" or "sr4".
-        family: "fm", "ddim", "ddim-fft", "ae" or "classical".
-        size: "small" or "large" (ignored for classical).
+        family: one of `stm_zoo.registry.FAMILIES`.
+        size: "small" or "large" (ignored for a family without a network).
         device: "auto", "cpu" or "cuda".
         dtype: compute dtype, "float32" or "bfloat16".
         path: an entry folder or a zoo root to use instead of the default resolution.
     """
-    if family == "classical":
-        return LoadedModel(classical_config(task), None, resolve_device(device), dtype, "builtin")
-    key = EntryKey(task, family, size)
+    key = EntryKey(task, family, size if is_learned(family) else "small")  # checks the names
+    if not is_learned(family):
+        config = baseline_config(task, family)
+        return LoadedModel(config, None, resolve_device(device), dtype, "builtin")
     return load_entry(locate(key, path), device=device, dtype=dtype)

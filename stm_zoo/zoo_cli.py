@@ -11,6 +11,8 @@ from typing import Any
 
 from stm_zoo.cards import flatten_metrics
 from stm_zoo.errors import StmZooError
+from stm_zoo.methods import get_baseline
+from stm_zoo.registry import FAMILIES, is_learned
 from stm_zoo.zoo import (
     CONFIG_NAME,
     TASKS,
@@ -71,11 +73,14 @@ def entry_status(key: EntryKey, root: Path | None = None) -> EntryStatus:
 
 
 def list_entries(root: Path | None = None) -> list[EntryStatus]:
-    """Every registry entry plus the built-in classical baseline for each task."""
+    """Every registry entry plus the built-in families without a network (the classical
+    baseline) for each task."""
     rows = [entry_status(key, root) for key in registry()]
     rows += [
-        EntryStatus(f"{task}/classical", "builtin", "stm_zoo.methods.classical", {}, {})
+        EntryStatus(f"{task}/{family}", "builtin", get_baseline(family).restore.__module__, {}, {})
         for task in TASKS
+        for family in FAMILIES
+        if not is_learned(family)
     ]
     return rows
 

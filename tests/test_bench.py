@@ -48,13 +48,13 @@ def tiny_model(
     network.eval().to(dtype=getattr(torch, dtype))
     if channels_last:
         network.to(memory_format=torch.channels_last)
-    entry = EntryConfig(task=task, family=family, size=size, network=config.to_dict())
+    entry = EntryConfig(task=task, family=family, size=size, network=config)
     return LoadedModel(entry, network, device, dtype, "random-init")
 
 
 def test_random_model_has_the_zoo_architecture_and_a_live_output_layer():
     model = measure.random_model("restore", "fm", "small", "cpu")
-    assert model.config.network == UNetConfig.small(time_scale=1000.0).to_dict()
+    assert model.config.network == UNetConfig.small(time_scale=1000.0)
     assert model.network.out_conv.weight.abs().sum() > 0  # not the zero init: outputs vary
     again = measure.random_model("restore", "fm", "small", "cpu")
     for a, b in zip(model.network.parameters(), again.network.parameters(), strict=True):

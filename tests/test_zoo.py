@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -12,7 +13,17 @@ import torch
 from stm_zoo.cards import entry_card
 from stm_zoo.errors import ModelNotFoundError, StmZooError
 from stm_zoo.nn import UNet, UNetConfig
-from stm_zoo.zoo import EntryConfig, EntryKey, load_entry, load_model, registry, write_entry
+from stm_zoo.zoo import (
+    CONFIG_NAME,
+    REPO_ZOO_DIR,
+    EntryConfig,
+    EntryKey,
+    baseline_config,
+    load_entry,
+    load_model,
+    registry,
+    write_entry,
+)
 
 TINY = UNetConfig(channels=(8, 16), blocks_per_level=(1, 1), middle_blocks=1, norm_groups=4)
 
@@ -25,7 +36,7 @@ def make_entry(root: Path, task: str = "restore", family: str = "fm", size: str 
         task,
         family,
         size,
-        TINY.to_dict(),
+        TINY,
         sr_factor={"restore": 1}.get(task, 2),
         training={"steps": 20, "batch": 4, "device": "cpu"},
         metrics={"test": {"psnr_2steps": 25.5, "ssim_2steps": 0.81}},
@@ -45,6 +56,32 @@ def test_registry_matches_table_one() -> None:
     assert len(keys) == 18
     assert "sr4/ddim-fft-large" in keys and "restore/ae-large" in keys
     assert "restore/ae-small" not in keys
+
+
+def test_entry_config_is_frozen_and_holds_a_typed_network(tmp_path: Path) -> None:
+    config = EntryConfig.from_file(make_entry(tmp_path) / CONFIG_NAME)
+    assert isinstance(config.network, UNetConfig) and config.network == TINY
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.weights_dtype = "float16"  # type: ignore[misc]
+    classical = baseline_config("sr2", "classical")
+    assert classical.network is None and json.loads(classical.to_json())["network"] == {}
+    (tmp_path / CONFIG_NAME).write_text(classical.to_json())
+    assert EntryConfig.from_file(tmp_path / CONFIG_NAME) == classical
+    assert load_model("sr2", "classical").config == classical
+
+
+@pytest.mark.parametrize(
+    "path", sorted(REPO_ZOO_DIR.glob(f"*/*/{CONFIG_NAME}")), ids=lambda p: p.parent.name
+)
+def test_bundled_configs_round_trip_unchanged(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    config = EntryConfig.from_file(path)
+    assert json.loads(config.to_json()) == json.loads(text)
+    assert config.to_json() + "\n" == text  # write_entry's exact layout
+
+
+def test_bundled_zoo_is_present() -> None:
+    assert len(list(REPO_ZOO_DIR.glob(f"*/*/{CONFIG_NAME}"))) >= 6
 
 
 def test_write_and_load_entry_round_trip(tmp_path: Path) -> None:

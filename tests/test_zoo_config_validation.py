@@ -26,7 +26,7 @@ TINY = UNetConfig(channels=(8, 16), blocks_per_level=(1, 1), middle_blocks=1, no
 def entry(tmp_path: Path) -> Path:
     """A tiny valid restore/fm-small entry for the tests to spoil."""
     torch.manual_seed(0)
-    config = EntryConfig("restore", "fm", "small", TINY.to_dict(), tile_size=64)
+    config = EntryConfig("restore", "fm", "small", TINY, tile_size=64)
     return write_entry(tmp_path / "restore" / "fm-small", config, UNet(TINY).state_dict(), "card")
 
 

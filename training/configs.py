@@ -24,11 +24,11 @@ from typing import Any
 
 from stm_zoo.errors import StmZooError
 from stm_zoo.methods import get_method
-from stm_zoo.zoo import FAMILIES, SIZES, TASKS, EntryKey, registry
+from stm_zoo.registry import LEARNED_FAMILIES, is_learned
+from stm_zoo.zoo import SIZES, TASKS, EntryKey, registry
 
 PRECISIONS = ("auto", "fp32", "bf16")
 WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")
-TRAINED_FAMILIES = tuple(f for f in FAMILIES if f != "classical")
 CPU_SUFFIX = "@cpu"
 
 
@@ -118,9 +118,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         EntryKey(self.task, self.family, self.size)  # validates the names
-        if self.family == "classical":
+        if not is_learned(self.family):
             raise StmZooError(
-                "The classical baseline has nothing to train: pick fm, ddim, ddim-fft or ae."
+                f"The {self.family} baseline has nothing to train: pick fm, ddim, ddim-fft or ae."
             )
         if EntryKey(self.task, self.family, self.size) not in registry():
             raise StmZooError(
@@ -339,7 +339,7 @@ def preset(name: str) -> TrainConfig:
 CLI_NAMES = {"family": "model"}
 CLI_CHOICES = {
     "task": TASKS,
-    "family": TRAINED_FAMILIES,
+    "family": LEARNED_FAMILIES,
     "size": SIZES,
     "precision": PRECISIONS,
     "weights_dtype": WEIGHTS_DTYPES,

@@ -135,7 +135,7 @@ def write_zoo_entry(
         task=config.task,
         family=config.family,
         size=config.size,
-        network=network.config.to_dict(),
+        network=network.config,
         pixel_size_nm=training["data"]["pixel_size_nm"],
         tile_size=CROP_PX,
         sr_factor=SR_FACTOR[config.task],

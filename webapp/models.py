@@ -18,7 +18,8 @@ import numpy as np
 
 from stm_zoo.errors import StmZooError
 from stm_zoo.pipeline import check_entry
-from stm_zoo.zoo import LoadedModel, load_model, registry, resolve_device, zoo_dir
+from stm_zoo.registry import CLASSICAL, FAMILIES, FAMILY_SIZES, is_learned
+from stm_zoo.zoo import LoadedModel, load_model, resolve_device, zoo_dir
 
 TASK_LABELS = {"restore": "Restore", "sr2": "Super-resolve x2", "sr4": "Super-resolve x4"}
 FAMILY_LABELS = {
@@ -26,7 +27,7 @@ FAMILY_LABELS = {
     "ddim": "DDIM",
     "ddim-fft": "DDIM + FFT loss",
     "ae": "Autoencoder",
-    "classical": "Classical (no network)",
+    CLASSICAL: "Classical (no network)",
 }
 
 
@@ -53,7 +54,7 @@ class ModelCache:
         """
         check_entry(task, family, size)
         device = resolve_device(device)
-        key = (str(zoo_dir()), task, family, "" if family == "classical" else size, device, dtype)
+        key = (str(zoo_dir()), task, family, size if is_learned(family) else "", device, dtype)
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
@@ -69,15 +70,12 @@ class ModelCache:
 
 
 def sizes_for(family: str) -> tuple[str, ...]:
-    """The sizes a family comes in (paper's Table I); the classical baseline has one."""
-    if family == "classical":
-        return ("small",)
-    sizes = tuple(dict.fromkeys(k.size for k in registry() if k.family == family))
-    if not sizes:
+    """The sizes a family comes in (paper's Table I); a family without a network has one."""
+    if family not in FAMILIES:
         raise StmZooError(
             f"Unknown model family {family!r}: choose one of {', '.join(FAMILY_LABELS)}."
         )
-    return sizes
+    return FAMILY_SIZES[family] if is_learned(family) else ("small",)
 
 
 def all_sizes() -> tuple[str, ...]:

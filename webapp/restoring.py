@@ -23,7 +23,7 @@ from stm_zoo.io import FORMAT_NAMES, detect_format, load_scan, result_label, sav
 from stm_zoo.io.cli_info import format_si
 from stm_zoo.io.scan import Scan, sr_input_frame
 from stm_zoo.pipeline import Progress, RestoreOptions, RestoreResult, restore
-from stm_zoo.registry import SR_FACTOR
+from stm_zoo.registry import SR_FACTOR, is_learned
 from webapp.limits import AppLimits, check_announced, check_pixels
 from webapp.models import ModelCache
 from webapp.previews import remove_plane, robust_range
@@ -185,7 +185,7 @@ def restore_upload(
     notify(1.0, "writing the downloads")
     fmt = detect_format(path)
     ran = result.options
-    tag = f"{ran.task}-{ran.family}" + ("" if ran.family == "classical" else f"-{ran.size}")
+    tag = f"{ran.task}-{ran.family}" + (f"-{ran.size}" if is_learned(ran.family) else "")
     files_out = write_downloads(
         result,
         fmt,

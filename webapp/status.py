@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from stm_zoo.errors import StmZooError
 from stm_zoo.pipeline import check_entry
+from stm_zoo.registry import is_learned
 from stm_zoo.zoo import EntryConfig, zoo_dir
 
 
@@ -117,12 +118,12 @@ def _training_budget(config: EntryConfig) -> str:
 def model_status(task: str, family: str, size: str) -> str:
     """Markdown saying whether the chosen entry can run here and what to expect of it: measured
     quality, training domain and training budget, from its card."""
-    if family == "classical":
-        return "Built-in classical baseline: row alignment and scar removal, no weights needed."
     try:
         check_entry(task, family, size)
     except StmZooError as error:
         return f"⚠️ {error}"
+    if not is_learned(family):
+        return "Built-in classical baseline: row alignment and scar removal, no weights needed."
     status = _status(task, family, size)
     if status.available in ("local", "hub-cache"):
         where = "local zoo" if status.available == "local" else "Hub cache"

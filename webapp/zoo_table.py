@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from stm_zoo.registry import CLASSICAL
 from stm_zoo.zoo import TASKS, zoo_dir
 from webapp.models import FAMILY_LABELS
 
@@ -62,7 +63,7 @@ def zoo_rows(root: Path | None = None) -> list[list[Any]]:
     from stm_zoo.zoo import REPO_ZOO_DIR
     from stm_zoo.zoo_cli import list_entries
 
-    statuses = [s for s in list_entries(root) if not s.entry.endswith("/classical")]
+    statuses = [s for s in list_entries(root) if s.available != "builtin"]
     bundled = (root or zoo_dir()).resolve() == REPO_ZOO_DIR.resolve()
     rows = []
     for task in TASKS:
@@ -114,7 +115,7 @@ def _baseline_rows(task: str, test: dict[str, float]) -> list[list[Any]]:
         ],
         [
             task,
-            FAMILY_LABELS["classical"],
+            FAMILY_LABELS[CLASSICAL],
             "",
             _STATUS["builtin"],
             *budget,

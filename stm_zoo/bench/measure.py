@@ -89,7 +89,7 @@ def random_model(
         task=task,
         family=family,
         size=size,
-        network=network_config.to_dict(),
+        network=network_config,
         sr_factor=SR_FACTOR[task],
         training={"note": "random initialisation (benchmark only)"},
     )

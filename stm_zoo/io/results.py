@@ -28,13 +28,15 @@ from stm_zoo.io import gwy, sxm
 from stm_zoo.io._common import file_error, reading
 from stm_zoo.io.api import FORMAT_NAMES, detect_format, load_all_scans, save_scan
 from stm_zoo.io.scan import KEPT_ROWS, SR_FRAME, Scan, longest_run, sr_input_frame
+from stm_zoo.registry import is_learned
 
 log = logging.getLogger(__name__)
 
 
 def result_label(task: str, family: str, size: str) -> str:
-    """The label of a model's results: "restore_classical", "sr2_fm-small"."""
-    return f"{task}_{family}" if family == "classical" else f"{task}_{family}-{size}"
+    """The label of a model's results: "sr2_fm-small"; a family without a network has no size
+    ("restore_classical")."""
+    return f"{task}_{family}-{size}" if is_learned(family) else f"{task}_{family}"
 
 
 def result_channel(channel: str, label: str) -> str:

@@ -1,9 +1,11 @@
 """The restoration families and the registry that training and inference use to find them.
 
-`get_method(family)` returns a `Method`: its objective (`loss`), its sampler (`sample`), whether
-sampling starts from noise, and which network a (family, size) uses. One module per family holds
-the plain functions: `flow_matching`, `ddim` (DDIM and DDIM + FFT), `autoencoder`; the non-learned
-`classical` baseline lives in `stm_zoo.methods.classical`.
+`get_method(family)` returns a learned family's `Method`: its objective (`loss`), its sampler
+(`sample`), whether sampling starts from noise, and which network a (family, size) uses.
+`get_baseline(family)` returns a family without a network (`Baseline`: the classical baseline,
+`stm_zoo.methods.classical`), which restores a whole grid in one call. Which of the two a family
+is, `stm_zoo.registry.is_learned` says. One module per family holds the plain functions:
+`flow_matching`, `ddim` (DDIM and DDIM + FFT), `autoencoder`, `classical`.
 
 Importing this package imports neither torch nor the family modules (they load on the first
 `get_method`), so `stm_zoo.methods.classical` stays a light numpy import.
@@ -17,9 +19,16 @@ from functools import cache, partial
 from typing import TYPE_CHECKING
 
 from stm_zoo.errors import StmZooError
-from stm_zoo.registry import FAMILIES, FAMILY_SIZES, LEARNED_FAMILIES
+from stm_zoo.registry import (
+    CLASSICAL,
+    FAMILIES,
+    FAMILY_SIZES,
+    is_learned,
+    takes_steps,
+)
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from stm_zoo.nn import UNetConfig
@@ -29,6 +38,9 @@ LossFn = Callable[..., "torch.Tensor"]
 
 SampleFn = Callable[..., "torch.Tensor"]
 """`sample(net, cond, steps, noise) -> (B, 1, H, W)` float32 restored images."""
+
+RestoreFn = Callable[["np.ndarray", str], "np.ndarray"]
+"""`restore(grid, task) -> grid`: (H, W) heights in any units -> (H, W) float64, same units."""
 
 
 @dataclass(frozen=True)
@@ -82,14 +94,59 @@ class Method:
 def _methods() -> dict[str, Method]:
     from stm_zoo.methods import autoencoder, ddim, flow_matching
 
-    fm_scale = flow_matching.FM_TIME_SCALE
-    methods = [
-        Method("fm", flow_matching.loss, flow_matching.sample, True, FAMILY_SIZES["fm"], fm_scale),
-        Method("ddim", ddim.loss, ddim.sample, True, FAMILY_SIZES["ddim"], 1.0),
-        Method("ddim-fft", ddim.loss_fft, ddim.sample, True, FAMILY_SIZES["ddim-fft"], 1.0),
-        Method("ae", autoencoder.loss, autoencoder.sample, False, FAMILY_SIZES["ae"], None),
-    ]
-    return {method.name: method for method in methods}
+    parts = {
+        "fm": (flow_matching.loss, flow_matching.sample, flow_matching.FM_TIME_SCALE),
+        "ddim": (ddim.loss, ddim.sample, 1.0),
+        "ddim-fft": (ddim.loss_fft, ddim.sample, 1.0),
+        "ae": (autoencoder.loss, autoencoder.sample, None),
+    }
+    return {
+        name: Method(name, loss, sample, takes_steps(name), FAMILY_SIZES[name], time_scale)
+        for name, (loss, sample, time_scale) in parts.items()
+    }
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A family without a network, weights or size: one deterministic pass over the whole grid.
+
+    Attributes:
+        name: the family name (`stm_zoo.registry.CLASSICAL`).
+        description: what it does, in a few words.
+        restore: restore(grid, task) on the model grid the pipeline builds (for SR, the measured
+            lines repeated k times along the slow axis); (H, W) in any units -> (H, W) float64.
+    """
+
+    name: str
+    restore: RestoreFn
+    description: str
+
+
+@cache
+def _baselines() -> dict[str, Baseline]:
+    from stm_zoo.methods.classical import classical_restore
+
+    return {
+        CLASSICAL: Baseline(
+            CLASSICAL, classical_restore, "Gwyddion-style row alignment and scar removal"
+        )
+    }
+
+
+def get_baseline(family: str) -> Baseline:
+    """The family without a network called `family` (`stm_zoo.registry.is_learned` is False).
+
+    Raises:
+        StmZooError: for a learned family (it has a network: `get_method`) and unknown names.
+    """
+    if is_learned(family):
+        raise StmZooError(
+            f"The {family} family has a network: load it with stm_zoo.load_model and run its "
+            "sampler (stm_zoo.methods.get_method)."
+        )
+    if family not in FAMILIES:
+        raise StmZooError(f"Unknown model family {family!r}: choose one of {', '.join(FAMILIES)}.")
+    return _baselines()[family]
 
 
 PREDICTIONS: tuple[str, ...] = ("native", "x0")
@@ -123,16 +180,17 @@ def get_method(
     `sample`.
 
     Raises:
-        StmZooError: for "classical" (not a learned method), unknown names and options, and the
-            autoencoder with options (it has no time and always predicts the image).
+        StmZooError: for a family without a network (`get_baseline`), unknown names and
+            options, and the autoencoder with options (it has no time and always predicts the
+            image).
     """
-    if family == "classical":
-        raise StmZooError(
-            "The classical family has no network or sampler: call "
-            "stm_zoo.methods.classical.classical_restore(image, task) instead."
-        )
-    if family not in LEARNED_FAMILIES:
+    if family not in FAMILIES:
         raise StmZooError(f"Unknown model family {family!r}: choose one of {', '.join(FAMILIES)}.")
+    if not is_learned(family):
+        raise StmZooError(
+            f"The {family} family has no network or sampler: restore with "
+            f"stm_zoo.methods.get_baseline({family!r}).restore(image, task) instead."
+        )
     if prediction not in PREDICTIONS:
         raise StmZooError(
             f"Unknown prediction {prediction!r}: choose one of {', '.join(PREDICTIONS)}."

@@ -45,10 +45,10 @@ import numpy as np
 
 from stm_zoo.errors import StmZooError
 from stm_zoo.preprocess import ROW_ALIGNMENT_METHODS, align_rows, as_image
+from stm_zoo.registry import SR_FACTOR
 
 log = logging.getLogger(__name__)
 
-TASK_FACTORS = {"restore": 1, "sr2": 2, "sr4": 4}
 POLARITIES = ("both", "positive", "negative")
 SR_INTERPOLATIONS = ("auto", "cubic", "linear")
 
@@ -376,13 +376,13 @@ def classical_restore(
         (H, W) float64 in the units of `image` (not re-normalised: row alignment may move values
         slightly outside the input's range).
     """
-    if task not in TASK_FACTORS:
+    if task not in SR_FACTOR:
         raise StmZooError(
             f"Unknown task {task!r} for the classical method; choose restore, sr2 or sr4."
         )
     params = params or ClassicalParams()
     z = as_image(image)
-    factor = TASK_FACTORS[task]
+    factor = SR_FACTOR[task]
     if factor == 1:
         return _restore_lines(z, params)
     return classical_super_resolve(z[::factor], factor, z.shape[0], params)

@@ -51,7 +51,7 @@ def write_tiny_entry(zoo: Path, task: str = "restore", family: str = "fm") -> No
         task=task,
         family=family,
         size="small",
-        network=config.to_dict(),
+        network=config,
         training={"steps": 3, "samples_seen": 24, "device": "cpu (test)"},
         metrics={"val": {"psnr_2steps": 12.5}},
     )

@@ -251,7 +251,7 @@ def tiny_entry(zoo: Path, task: str, family: str, *, weights: bool = True, **car
         norm_groups=8,
         time_scale=get_method(family).time_scale,
     )
-    entry = EntryConfig(task, family, "small", config.to_dict(), sr_factor=SR_FACTOR[task], **card)
+    entry = EntryConfig(task, family, "small", config, sr_factor=SR_FACTOR[task], **card)
     folder = write_entry(zoo / entry.key.subdir, entry, UNet(config).state_dict(), "card")
     if not weights:
         (folder / WEIGHTS_NAME).unlink()

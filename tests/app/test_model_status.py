@@ -11,8 +11,8 @@ from stm_zoo.nn import UNetConfig
 from stm_zoo.zoo import REPO_ZOO_DIR, EntryConfig, write_entry
 from webapp.status import model_status
 
-# A tiny 2-level network; its config as the card stores it.
-NET = UNetConfig(channels=(8, 16), blocks_per_level=(1, 1), norm_groups=4, time_scale=1.0).to_dict()
+# A tiny 2-level network.
+NET = UNetConfig(channels=(8, 16), blocks_per_level=(1, 1), norm_groups=4, time_scale=1.0)
 TRAINING = {
     "steps": 3304,
     "batch": 32,
@@ -24,7 +24,7 @@ TRAINING = {
 
 
 def entry(root: Path, task: str, psnr: float, ssim: float, training: dict | None = None) -> None:
-    from stm_zoo.nn import UNet, UNetConfig
+    from stm_zoo.nn import UNet
 
     test = {
         "psnr_2steps": psnr,
@@ -44,7 +44,7 @@ def entry(root: Path, task: str, psnr: float, ssim: float, training: dict | None
         metrics={"test": test},
         sr_factor={"restore": 1, "sr2": 2, "sr4": 4}[task],
     )
-    net = UNet(UNetConfig.from_dict(NET))
+    net = UNet(NET)
     write_entry(root / task / "fm-small", config, net.state_dict(), "card", "float32")
 
 

@@ -51,7 +51,7 @@ def _tiny_zoo(root: Path, task: str, families: list[tuple[str, str]]) -> Path:
             task=task,
             family=family,
             size=size,
-            network=network.config.to_dict(),
+            network=network.config,
             sr_factor=SR_FACTOR[task],
             training={"steps": 0, "note": "random initialisation for tests"},
             metrics={"val": {"psnr_2steps": 1.0}},
@@ -273,7 +273,7 @@ def test_timing_tables_beside_the_paper(monkeypatch, tmp_path):
     def tiny(task, family, size, device="cpu", dtype="float32", channels_last=False, seed=0):
         stand_in = {"fm": ("fm", "small"), "ae": ("ae", "large")}.get(family, ("ddim", "small"))
         network = UNet(ENTRIES[stand_in]).eval()
-        config = EntryConfig(task=task, family=family, size=size, network={})
+        config = EntryConfig(task=task, family=family, size=size, network=network.config)
         return LoadedModel(config, network.to(getattr(torch, dtype)), device, dtype, "random")
 
     monkeypatch.setattr(measure, "random_model", tiny)

@@ -39,9 +39,7 @@ def write_tiny_zoo(root: Path, tasks: tuple[str, ...] = ("restore",)) -> Path:
         )
         torch.manual_seed(k)
         net = UNet(config)
-        entry = EntryConfig(
-            task, family, "small", config.to_dict(), tile_size=64, sr_factor=SR_FACTOR[task]
-        )
+        entry = EntryConfig(task, family, "small", config, tile_size=64, sr_factor=SR_FACTOR[task])
         write_entry(root / task / f"{family}-small", entry, net.state_dict(), "# tiny\n")
     return root
 

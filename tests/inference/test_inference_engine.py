@@ -27,7 +27,7 @@ class IdentityNet(nn.Module):
 
 def identity_model(task: str = "restore") -> LoadedModel:
     factor = {"restore": 1, "sr2": 2, "sr4": 4}[task]
-    config = EntryConfig(task, "ae", "large", {}, sr_factor=factor)
+    config = EntryConfig(task, "ae", "large", UNetConfig.autoencoder(), sr_factor=factor)
     return LoadedModel(config, IdentityNet(), "cpu", "float32", "test")
 
 
@@ -37,7 +37,7 @@ def tiny_fm(task: str = "restore") -> LoadedModel:
     for p in net.out_conv.parameters():  # zero-initialised by design: make outputs depend on it
         nn.init.normal_(p, std=0.05)
     factor = {"restore": 1, "sr2": 2, "sr4": 4}[task]
-    config = EntryConfig(task, "fm", "small", TINY.to_dict(), sr_factor=factor)
+    config = EntryConfig(task, "fm", "small", TINY, sr_factor=factor)
     return LoadedModel(config, net, "cpu", "float32", "test")
 
 

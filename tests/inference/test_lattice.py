@@ -13,6 +13,7 @@ from torch import nn
 from stm_zoo import lattice
 from stm_zoo.io import Scan, load_scan
 from stm_zoo.limits import plan_grid
+from stm_zoo.nn import UNetConfig
 from stm_zoo.pipeline import RestoreResult, quality_warnings, restore
 from stm_zoo.zoo import REPO_ZOO_DIR, EntryConfig, LoadedModel
 
@@ -173,7 +174,13 @@ def test_a_model_that_smooths_the_rows_away_gets_a_hallucination_hint() -> None:
     y, x = np.mgrid[:256, :256]
     hill = 0.3e-9 * np.exp(-((x - 128) ** 2 + (y - 128) ** 2) / (2 * 60.0**2))
     scan = at_pitch(waves((256, 256), 0.77) + hill)
-    model = LoadedModel(EntryConfig("restore", "ae", "large", {}), BlurNet(), "cpu", "float32", "x")
+    model = LoadedModel(
+        EntryConfig("restore", "ae", "large", UNetConfig.autoencoder()),
+        BlurNet(),
+        "cpu",
+        "float32",
+        "x",
+    )
     (line,) = lattice_lines(restore(scan, model=model))
     assert "dimer-row peak" in line and "(less than 80 %)" in line
     assert "invented or smoothed-away structure" in line

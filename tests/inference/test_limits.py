@@ -14,6 +14,7 @@ from stm_zoo import limits
 from stm_zoo.errors import StmZooError
 from stm_zoo.io import Scan, load_scan, save_scan
 from stm_zoo.io.cli_info import format_si
+from stm_zoo.nn import UNetConfig
 from stm_zoo.pipeline import RestoreOptions, RestoreResult, restore
 from stm_zoo.preprocess import glitch_mask, inpaint
 from stm_zoo.zoo import EntryConfig, LoadedModel
@@ -212,7 +213,13 @@ class NaNNet(nn.Module):
 
 
 def test_non_finite_model_output_is_refused() -> None:
-    model = LoadedModel(EntryConfig("restore", "ae", "large", {}), NaNNet(), "cpu", "float32", "x")
+    model = LoadedModel(
+        EntryConfig("restore", "ae", "large", UNetConfig.autoencoder()),
+        NaNNet(),
+        "cpu",
+        "float32",
+        "x",
+    )
     with pytest.raises(StmZooError, match="produced non-finite values.*weights"):
         restore(at_pitch(lattice((128, 128))), model=model)
 

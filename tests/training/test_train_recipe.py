@@ -54,7 +54,7 @@ def test_flat_tiles_normalise_to_zero_in_training_and_inference(flat: np.ndarray
             seen["cond"] = cond.clone()
             return cond
 
-    config = EntryConfig("restore", "ae", "large", {})
+    config = EntryConfig("restore", "ae", "large", UNetConfig.autoencoder())
     run = make_tile_fn(LoadedModel(config, Spy(), "cpu", "float32", "test"), steps=1)
     out = run(flat, None)
     assert torch.all(seen["cond"] == 0)
@@ -80,7 +80,7 @@ def test_warm_start_loads_matching_weights(tmp_path) -> None:
     source = UNet(UNetConfig(**small, time_scale=1000.0))
     for p in source.parameters():
         torch.nn.init.normal_(p, std=0.1)
-    entry = EntryConfig("restore", "fm", "small", source.config.to_dict())
+    entry = EntryConfig("restore", "fm", "small", source.config)
     write_entry(tmp_path / "e", entry, source.state_dict(), "card", "float32")
     target = UNet(UNetConfig(**small, time_scale=1.0, global_context=True, residual=True))
     loaded = network.warm_start(target, tmp_path / "e")
@@ -116,7 +116,7 @@ def test_x0_entry_round_trips_through_the_zoo(tmp_path) -> None:
     from stm_zoo.zoo import load_entry
 
     net = UNet(UNetConfig.small(time_scale=1000.0, residual=True))
-    entry = EntryConfig("restore", "fm", "small", net.config.to_dict(), prediction="x0")
+    entry = EntryConfig("restore", "fm", "small", net.config, prediction="x0")
     write_entry(tmp_path, entry, net.state_dict(), "card", "bfloat16")
     loaded = load_entry(tmp_path, device="cpu")
     assert loaded.config.prediction == "x0"
