@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -428,7 +428,8 @@ def update_cards(result: SyntheticResult, zoo: Path) -> list[Path]:
         fresh = card_metrics(result, key)
         old = config.metrics.get("test", {})
         same = all(old.get(k) == fresh[k] for k in ("images", "seed", "data"))
-        config.metrics["test"] = {**old, **fresh} if same else fresh
+        test = {**old, **fresh} if same else fresh
+        config = replace(config, metrics={**config.metrics, "test": test})
         (folder / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
         card_path = folder / CARD_NAME
         old_card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""

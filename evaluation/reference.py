@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -177,7 +177,7 @@ def update_card(checks: list[ReferenceCheck], zoo: Path | None, family: str, siz
 
     folder = (zoo or zoo_dir()) / EntryKey("restore", family, size).subdir
     config = EntryConfig.from_file(folder / CONFIG_NAME)
-    config.metrics["reference"] = {
+    reference = {
         "data": "real near-pristine Si(001):H, 512x512, 100 nm (shared/data/si001h-reference); "
         "`python -m evaluation reference`",
         **{
@@ -187,6 +187,7 @@ def update_card(checks: list[ReferenceCheck], zoo: Path | None, family: str, siz
         },
         "passed": all(c.passed for c in checks),
     }
+    config = replace(config, metrics={**config.metrics, "reference": reference})
     (folder / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
     card = folder / CARD_NAME
     old = card.read_text(encoding="utf-8") if card.is_file() else ""
