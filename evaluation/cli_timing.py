@@ -18,7 +18,7 @@ from pathlib import Path
 from evaluation.tables import Table, write_json, write_tables
 from stm_zoo import paper
 from stm_zoo.bench.measure import BENCH_MODELS, evaluations_per_step, model_label
-from stm_zoo.bench.suite import MODES, BenchReport, StepRow, run_bench
+from stm_zoo.bench.suite import MODES, BenchReport, StepRow, add_run_arguments, run_bench
 from stm_zoo.errors import StmZooError
 
 
@@ -138,15 +138,7 @@ def report_dict(report: BenchReport) -> dict:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of `python -m evaluation timing`."""
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument(
-        "--device",
-        nargs="+",
-        default=[],
-        choices=("auto", "cpu", "cuda"),
-        help="devices to time (default: cpu, and cuda when available)",
-    )
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_run_arguments(parser)
     parser.add_argument(
         "--fp32-only", action="store_true", help="skip the channels_last and bf16 configurations"
     )

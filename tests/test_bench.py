@@ -70,18 +70,18 @@ def test_step_timing_counts_repeats_and_reports_the_load():
     assert measure.evaluations_per_step("fm") == 2 and measure.evaluations_per_step("ddim") == 1
 
 
-def test_naive_timing_matches_restore():
+def test_naive_baseline_matches_restore():
     model = tiny_model("restore", "fm", "small")
     image = measure.synthetic_scan(160)
-    _, naive = measure.naive_timing(model, image, steps=1)
-    _, engine = measure.restore_timing(model, image, steps=1, repeats=1, warmup=0, batch_size=3)
+    _, naive = measure.timed_output(measure.naive_fn(model, image, steps=1))
+    _, engine = measure.timed_output(measure.restore_fn(model, image, steps=1, batch_size=3))
     assert measure.psnr_vs(engine, naive) > 60
 
 
-def test_restore_timing_returns_the_restored_image():
+def test_timed_restore_returns_the_restored_image():
     model = tiny_model("restore", "ddim", "small")
     image = measure.synthetic_scan(160)
-    timing, out = measure.restore_timing(model, image, steps=1, repeats=1, warmup=0, batch_size=2)
+    timing, out = measure.timed_output(measure.restore_fn(model, image, steps=1, batch_size=2))
     assert out.shape == image.shape and np.isfinite(out).all()
     assert len(timing.seconds) == 1
     assert measure.psnr_vs(out, out) == math.inf

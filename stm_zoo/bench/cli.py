@@ -10,7 +10,7 @@ from pathlib import Path
 
 from stm_zoo.bench.measure import BENCH_MODELS, TILE_PX
 from stm_zoo.bench.report import markdown
-from stm_zoo.bench.suite import OMP_ENV, VARIANTS, Variant, run_bench
+from stm_zoo.bench.suite import OMP_ENV, VARIANTS, Variant, add_run_arguments, run_bench
 from stm_zoo.errors import StmZooError
 
 log = logging.getLogger(__name__)
@@ -18,17 +18,9 @@ log = logging.getLogger(__name__)
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of `python -m stm_zoo bench`."""
-    parser.add_argument(
-        "--device",
-        nargs="+",
-        default=[],
-        choices=("auto", "cpu", "cuda"),
-        help="devices to time (default: cpu, and cuda when available)",
-    )
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
+    add_run_arguments(parser)
     parser.add_argument("--size", type=int, default=512, help="edge of the end-to-end test scan")
     parser.add_argument("--steps", type=int, default=2, help="sampler steps of the end-to-end run")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
         "--models",
         nargs="+",

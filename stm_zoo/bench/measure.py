@@ -244,40 +244,17 @@ def keep_output(
     return kept
 
 
-def restore_timing(
-    model: LoadedModel,
-    image: np.ndarray,
-    steps: int = 2,
-    repeats: int = 3,
-    warmup: int = 1,
-    **restore_options: int,
+def timed_output(
+    run: Callable[[], np.ndarray], repeats: int = 1, warmup: int = 0, device: str = "cpu"
 ) -> tuple[Timing, np.ndarray]:
-    """Time `restore_fn(model, image, steps, **restore_options)`.
+    """Time `run` (e.g. `restore_fn(...)` or `naive_fn(...)`) and keep what it returns.
 
     Returns:
-        (timing, the restored image of the last run (H, W) float32).
+        (timing, the output of the last run).
     """
     outputs: dict[str, np.ndarray] = {}
-    run = keep_output(restore_fn(model, image, steps, **restore_options), outputs, "out")
-    return time_runs(run, repeats, warmup, model.device), outputs["out"]
-
-
-def naive_timing(
-    model: LoadedModel,
-    image: np.ndarray,
-    steps: int = 2,
-    repeats: int = 1,
-    warmup: int = 0,
-    overlap: int = 32,
-) -> tuple[Timing, np.ndarray]:
-    """Time `naive_fn(model, image, steps, overlap)`.
-
-    Returns:
-        (timing, the restored image of the last run (H, W) float32).
-    """
-    outputs: dict[str, np.ndarray] = {}
-    run = keep_output(naive_fn(model, image, steps, overlap), outputs, "out")
-    return time_runs(run, repeats, warmup, model.device), outputs["out"]
+    timing = time_runs(keep_output(run, outputs, "out"), repeats, warmup, device)
+    return timing, outputs["out"]
 
 
 def psnr_vs(image: np.ndarray, reference: np.ndarray) -> float:

@@ -8,6 +8,7 @@ modes of one network timed round-robin. End-to-end rows: a synthetic scan restor
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -114,6 +115,19 @@ class BenchReport:
     e2e_steps: int
     e2e_model: tuple[str, str]
     omp_wait_policy: str = field(default_factory=lambda: os.environ.get(OMP_ENV, "unset"))
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that calls `run_bench`: devices, repeats and CPU threads."""
+    parser.add_argument(
+        "--device",
+        nargs="+",
+        default=[],
+        choices=("auto", "cpu", "cuda"),
+        help="devices to time (default: cpu, and cuda when available)",
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
 def _devices(requested: list[str]) -> list[str]:
