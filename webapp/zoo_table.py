@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stm_zoo.registry import CLASSICAL
+from stm_zoo.registry import CLASSICAL, takes_steps
 from stm_zoo.zoo import TASKS, zoo_dir
 from webapp.models import FAMILY_LABELS
 
@@ -149,7 +149,7 @@ def _entry_row(
     family, size = name.rsplit("-", 1)
     test = _test_metrics(status)
     # The autoencoder has one pass ("direct"; the paper's 1-step row); the samplers 2 / 5 / 10.
-    labels = [("direct", 1)] if family == "ae" else [(f"{n}steps", n) for n in _STEP_COUNTS]
+    labels = [(f"{n}steps", n) for n in _STEP_COUNTS] if takes_steps(family) else [("direct", 1)]
     specs = [RowSpec(family, size, steps) for _, steps in labels]
 
     def ours(metric: str) -> list[float | None]:
