@@ -8,7 +8,7 @@ the web app (which may pass tighter caps of its own), before anything large is a
 - the resampling factor: more than `MAX_DOWNSAMPLING` x down or `MAX_UPSAMPLING` x up means the
   model would see features at a scale it never saw in training;
 - the smallest frame: fewer than `MIN_FRAME_PX` pixels a side on the model grid;
-- bad input pixels: scattered NaN / inf and glitches (`stm_zoo.preprocess.glitch_mask`) are
+- bad input pixels: scattered NaN / inf and glitches (`stm_zoo.bad_pixels.glitch_mask`) are
   inpainted and counted; lines that are mostly unusable (an unfinished scan) are cut off;
 - flat channels (a constant-height scan's Z): refused, naming the file's channels with signal;
 - model outputs that are not finite (broken weights).
@@ -191,13 +191,13 @@ def repair_input(scan: Scan) -> RepairedInput:
 
     Lines with more than `BAD_LINE_FRACTION` unusable pixels are incomplete (an aborted scan):
     the longest run of the other lines is kept, as before. What remains unusable inside it
-    (scattered NaN, inf, absurd or isolated huge values; see `stm_zoo.preprocess.glitch_mask`)
-    is filled from its neighbours (`stm_zoo.preprocess.inpaint`) and reported.
+    (scattered NaN, inf, absurd or isolated huge values; see `stm_zoo.bad_pixels.glitch_mask`)
+    is filled from its neighbours (`stm_zoo.bad_pixels.inpaint`) and reported.
 
     Raises:
         StmZooError: when no line is usable.
     """
-    from stm_zoo.preprocess import glitch_mask, inpaint
+    from stm_zoo.bad_pixels import glitch_mask, inpaint
 
     data = scan.data
     bad = glitch_mask(data)

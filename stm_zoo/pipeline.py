@@ -275,7 +275,7 @@ def restore(
         )
     notify = progress or (lambda fraction, message: None)
 
-    from stm_zoo.preprocess import resample_to_shape
+    from stm_zoo.resampling import resample_to_shape
 
     h, w = scan.shape
     data = scan.data.astype(np.float64)

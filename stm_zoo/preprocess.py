@@ -1,14 +1,14 @@
-"""Preprocessing between a physical scan and a model tile, with the exact way back.
+"""Between a physical scan and a model tile: normalisation to [-1, 1], and the composed way back.
 
-Owns: bad-pixel repair (glitch detection, inpainting), background levelling (plane /
-polynomial), Gwyddion-style row alignment, normalisation to [-1, 1] with its inverse, resampling to
-a model's pixel size and back, and `Preprocessing`, the record that composes level -> resample ->
-normalise and undoes it for the inference engine.
+Owns: `normalise` / `Normalisation` (one image's affine map to the model range, with its exact
+inverse), `normalise_tiles` / `robust_map` (the per-tile maps of training and inference), and
+`Preprocessing`, the record that composes level (`stm_zoo.levelling`) -> resample
+(`stm_zoo.resampling`) -> normalise and undoes it for the inference engine. Bad-pixel repair
+lives in `stm_zoo.bad_pixels`.
 
 Every function takes and returns (H, W) float arrays (computed in float64) that hold no NaN or
-inf, except `glitch_mask` and `inpaint`, which find and fill them (`stm_zoo.limits.repair_input`
-applies them to a Scan). Rows are scan lines (slow axis y, top to bottom), columns run along the
-fast axis x.
+inf, except the tile functions, which take (..., H, W) batches. Rows are scan lines (slow axis y,
+top to bottom), columns run along the fast axis x.
 """
 
 from __future__ import annotations
@@ -17,321 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stm_zoo.arrays import as_image
 from stm_zoo.errors import StmZooError
-
-ROW_ALIGNMENT_METHODS = ("median_diff", "median", "median_diff_local")
-
-
-def as_image(image: np.ndarray, what: str = "image") -> np.ndarray:
-    """`image` as a float64 (H, W) array; refuses other shapes and NaN / inf with a clear error."""
-    arr = np.asarray(image, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise StmZooError(f"Expected a 2-D {what} with at least one pixel, got shape {arr.shape}.")
-    if not np.isfinite(arr).all():
-        raise StmZooError(
-            f"The {what} holds NaN or inf values; crop incomplete scan lines first "
-            "(Scan.crop_valid())."
-        )
-    return arr
-
+from stm_zoo.levelling import polynomial_background, polynomial_background_coefficients, row_offsets
+from stm_zoo.resampling import resample_to_shape, resampled_shape
 
 # --------------------------------------------------------------------------------------------
-# Bad pixels
-# --------------------------------------------------------------------------------------------
-
-GLITCH_MADS = 1000.0
-"""A finite value this many robust deviations from the median of the frame and from the median
-of its 7 x 7 neighbourhood is a glitch: no surface feature is that much taller than the spread of
-the frame's heights, and a real tall feature (many pixels wide) raises its neighbourhood's median
-with it."""
-ABSURD_MAGNITUDE = 1e18
-"""Values of larger magnitude are glitches whatever their neighbours: no STM quantity in SI units
-comes near it, and squaring it overflows float32."""
-_NEIGHBOURHOOD = 3  # half-width of the neighbourhood whose median an isolated glitch escapes
-
-
-def glitch_mask(image: np.ndarray) -> np.ndarray:
-    """Pixels that cannot be measurements: NaN, inf, absurd magnitudes and isolated huge spikes.
-
-    A finite value is a glitch when its magnitude exceeds `ABSURD_MAGNITUDE`, or when it lies more
-    than `GLITCH_MADS` robust deviations (1.4826 x the median absolute deviation; the mean
-    absolute deviation where more than half the pixels share one value) from the median of the
-    frame *and* from the median of its 7 x 7 neighbourhood, so that real tall features (clusters,
-    steps) are kept.
-
-    Args:
-        image: (H, W) float array, any units; may hold NaN and inf.
-
-    Returns:
-        (H, W) bool, True where the value is unusable.
-    """
-    arr = np.asarray(image, dtype=np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        bad = ~np.isfinite(arr) | (np.abs(arr) > ABSURD_MAGNITUDE)
-    values = arr[~bad]
-    if values.size == 0:
-        return bad
-    # Robust statistics of up to ~1M evenly spaced values: exact enough, and fast on 4096^2.
-    values = values[:: max(1, values.size // 1_000_000)]
-    median = float(np.median(values))
-    deviation = np.abs(values - median)
-    scale = 1.4826 * float(np.median(deviation)) or float(deviation.mean())
-    if scale == 0.0:
-        return bad
-    limit = GLITCH_MADS * scale
-    clean = np.where(bad, median, arr)
-    ys, xs = np.nonzero(np.abs(clean - median) > limit)
-    if ys.size:
-        r = _NEIGHBOURHOOD
-        padded = np.pad(clean, r, mode="reflect" if min(arr.shape) > r else "edge")
-        offsets = np.arange(-r, r + 1)
-        # In chunks: a frame whose median sits on a flat terrace may have millions of candidates
-        # (a large island), and 49 float64 values each would take gigabytes at once.
-        for k in range(0, ys.size, _CANDIDATES_PER_CHUNK):
-            y, x = ys[k : k + _CANDIDATES_PER_CHUNK], xs[k : k + _CANDIDATES_PER_CHUNK]
-            patches = padded[
-                (y + r)[:, None, None] + offsets[None, :, None],
-                (x + r)[:, None, None] + offsets[None, None, :],
-            ]
-            local = np.median(patches.reshape(len(y), -1), axis=1)
-            isolated = np.abs(clean[y, x] - local) > limit
-            bad[y[isolated], x[isolated]] = True
-    return bad
-
-
-_CANDIDATES_PER_CHUNK = 65_536
-"""Spike candidates whose neighbourhoods `glitch_mask` gathers at once (~25 MB of float64)."""
-
-
-def inpaint(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Fill the masked pixels from their neighbours by normalised convolution.
-
-    Each masked pixel gets the Gaussian-weighted mean of the unmasked pixels around it, at the
-    smallest scale (sigma = 1, 2, 4, ... px) where they carry enough weight: an isolated pixel is
-    filled from its 8 neighbours, a larger hole from its rim, smoothly. Linear time in the image
-    size (a few hundredths of a second for 512 x 512), unlike a biharmonic solve.
-
-    Args:
-        image: (H, W) float array, any units; masked values are ignored (may be NaN or inf).
-        mask: (H, W) bool, True where a value must be filled.
-
-    Returns:
-        (H, W) float64, equal to `image` outside the mask.
-
-    Raises:
-        StmZooError: when every pixel is masked.
-    """
-    from scipy.ndimage import gaussian_filter
-
-    arr = np.array(image, dtype=np.float64)
-    mask = np.asarray(mask, dtype=bool)
-    assert mask.shape == arr.shape, (mask.shape, arr.shape)
-    if not mask.any():
-        return arr
-    known = ~mask
-    if not known.any():
-        raise StmZooError("Every pixel of the image is unusable (NaN, inf or a glitch).")
-    values = np.where(known, arr, 0.0)
-    weights = known.astype(np.float64)
-    todo = mask.copy()
-    sigma = 1.0
-    while todo.any():
-        if sigma > 2 * max(arr.shape):
-            arr[todo] = values[known].mean()
-            break
-        ys, xs = np.nonzero(todo)
-        radius = int(np.ceil(3 * sigma))
-        if ys.size * (2 * radius + 1) ** 2 <= 4_000_000:  # few holes: only their neighbourhoods
-            num, den = _gaussian_sums_at(values, weights, ys, xs, sigma, radius)
-        else:
-            num = gaussian_filter(values, sigma, mode="nearest", truncate=3.0)[ys, xs]
-            den = gaussian_filter(weights, sigma, mode="nearest", truncate=3.0)[ys, xs]
-        ready = den > 0.1
-        arr[ys[ready], xs[ready]] = num[ready] / den[ready]
-        todo[ys[ready], xs[ready]] = False
-        sigma *= 2.0
-    return _relax(arr, mask)
-
-
-def _relax(image: np.ndarray, mask: np.ndarray, work: int = 20_000_000) -> np.ndarray:
-    """Jacobi steps of Laplace's equation on the masked pixels (the others fixed), from the
-    normalised-convolution fill: holes become harmonic (a tilt or a ramp across a hole is kept
-    exactly, not blurred); at most 200 steps and about `work` pixel updates in all."""
-    ys, xs = np.nonzero(mask)
-    h, w = image.shape
-    up, down = np.maximum(ys - 1, 0), np.minimum(ys + 1, h - 1)
-    left, right = np.maximum(xs - 1, 0), np.minimum(xs + 1, w - 1)
-    for _ in range(min(200, work // ys.size)):
-        image[ys, xs] = 0.25 * (
-            image[up, xs] + image[down, xs] + image[ys, left] + image[ys, right]
-        )
-    return image
-
-
-def _gaussian_sums_at(
-    values: np.ndarray, weights: np.ndarray, ys: np.ndarray, xs: np.ndarray, sigma: float, r: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian-weighted sums of `values` and `weights` around the pixels (ys, xs) only, with
-    edge-replicated borders (as `gaussian_filter(..., mode="nearest")` at those pixels)."""
-    offsets = np.arange(-r, r + 1)
-    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel /= kernel.sum()
-    kernel2 = np.outer(kernel, kernel).ravel()
-    h, w = values.shape
-    rows = np.clip(ys[:, None, None] + offsets[None, :, None], 0, h - 1)
-    cols = np.clip(xs[:, None, None] + offsets[None, None, :], 0, w - 1)
-    num = values[rows, cols].reshape(len(ys), -1) @ kernel2
-    den = weights[rows, cols].reshape(len(ys), -1) @ kernel2
-    return num, den
-
-
-# --------------------------------------------------------------------------------------------
-# Levelling
-# --------------------------------------------------------------------------------------------
-
-
-def _poly_terms(shape: tuple[int, int], degree: int, line_factor: int = 1) -> np.ndarray:
-    """Monomials u**i * v**j (i + j <= degree) on the pixel grid, as (n_terms, H', W').
-
-    u runs over [-1, 1] across the columns, v over [-1, 1] across the `shape[0]` rows; scaled
-    coordinates keep the least-squares system well conditioned for any image size. With
-    `line_factor` k > 1 the grid has k lines per original line (row r sits at r / k), so a
-    background fitted on measured lines can be evaluated on a super-resolved grid.
-    """
-    h, w = shape
-    u = np.linspace(-1.0, 1.0, w) if w > 1 else np.zeros(1)
-    rows = np.arange(h * line_factor) / line_factor
-    v = -1.0 + 2.0 * rows / (h - 1) if h > 1 else np.zeros(h * line_factor)
-    terms = [
-        np.outer(v**j, u ** (total - j)) for total in range(degree + 1) for j in range(total + 1)
-    ]
-    return np.stack(terms)
-
-
-def polynomial_background_coefficients(image: np.ndarray, degree: int) -> np.ndarray:
-    """Least-squares coefficients of a 2-D polynomial of total degree `degree` fitted to `image`.
-
-    Args:
-        image: (H, W) float array, any units.
-        degree: total degree, 0 (mean) .. 5; 1 is a plane, 2 the usual tube-scanner bow.
-
-    Returns:
-        (n_terms,) coefficients in the order of `_poly_terms`, in the units of `image`.
-    """
-    img = as_image(image)
-    if not 0 <= degree <= 5:
-        raise StmZooError(f"Polynomial levelling degree must be 0..5, got {degree}.")
-    terms = _poly_terms(img.shape, degree)
-    design = terms.reshape(len(terms), -1).T
-    coeffs, *_ = np.linalg.lstsq(design, img.ravel(), rcond=None)
-    return coeffs
-
-
-def polynomial_background(
-    shape: tuple[int, int], coefficients: np.ndarray, degree: int, line_factor: int = 1
-) -> np.ndarray:
-    """Evaluate a background from `polynomial_background_coefficients` on the (H*k, W) grid."""
-    terms = _poly_terms(shape, degree, line_factor)
-    return np.tensordot(coefficients, terms, axes=1)
-
-
-def level_polynomial(image: np.ndarray, degree: int) -> np.ndarray:
-    """Subtract the least-squares 2-D polynomial background of total degree `degree`.
-
-    Args:
-        image: (H, W) float array, any units.
-        degree: 0 (mean) .. 5; 1 is plane levelling, 2 removes a tube scanner's bow.
-
-    Returns:
-        (H, W) float64 array, same units, with the fitted background removed (mean zero).
-    """
-    img = as_image(image)
-    coeffs = polynomial_background_coefficients(img, degree)
-    return img - polynomial_background(img.shape, coeffs, degree)
-
-
-def level_plane(image: np.ndarray) -> np.ndarray:
-    """Subtract the least-squares plane a + b*x + c*y (Gwyddion's "Plane level").
-
-    Args:
-        image: (H, W) float array, any units.
-
-    Returns:
-        (H, W) float64 array, same units, mean zero and no residual tilt.
-    """
-    return level_polynomial(image, 1)
-
-
-# --------------------------------------------------------------------------------------------
-# Row alignment
-# --------------------------------------------------------------------------------------------
-
-
-def row_offsets(image: np.ndarray, method: str = "median_diff", window: int = 15) -> np.ndarray:
-    """Per-line offsets that `align_rows` subtracts.
-
-    - "median_diff" (Gwyddion's "Median of differences"): offset[0] = 0, offset[i] =
-      offset[i-1] + median(row[i] - row[i-1]). A feature covering less than half of a line does
-      not move the median, so large features and step edges that are not parallel to the fast
-      axis survive; a y-tilt (all differences equal) is removed. Caveat, measured on the real
-      Si(001):H reference scan: on an atomic lattice the differences between neighbouring lines
-      have a skewed distribution, so each median is slightly biased and the cumulative sum
-      drifts (its offsets span 0.94 nm over the 512 lines there, 18x the image's std).
-    - "median" (Gwyddion's default): offset[i] = median(row[i]); never drifts, but a feature
-      covering about half of a line (a terrace edge) makes its lines jump.
-    - "median_diff_local" (ours): the median differences minus their running median over
-      `window` lines before summing. Line jumps are sparse in y and pass through; the slowly
-      varying part (lattice bias, tilt, bow) is kept, so nothing drifts and large features stay.
-      Dense line jitter (most lines offset) is handled less well than by "median".
-
-    Unlike Gwyddion the offsets are re-centred to zero mean, so the image keeps its mean level
-    (a constant that matters when the image is already in a model's [-1, 1] frame).
-
-    Args:
-        image: (H, W) float array, any units.
-        method: one of `ROW_ALIGNMENT_METHODS`.
-        window: lines in the running median of "median_diff_local" (odd, >= 3).
-
-    Returns:
-        (H,) float64 offsets in the units of `image`.
-    """
-    img = as_image(image)
-    if method in ("median_diff", "median_diff_local"):
-        steps = np.median(np.diff(img, axis=0), axis=1)
-        if method == "median_diff_local" and steps.size:
-            if window < 3:
-                raise StmZooError(f"The running-median window must be >= 3 lines, got {window}.")
-            from scipy.ndimage import median_filter
-
-            steps = steps - median_filter(steps, size=window, mode="nearest")
-        offsets = np.concatenate([[0.0], np.cumsum(steps)])
-    elif method == "median":
-        offsets = np.median(img, axis=1)
-    else:
-        choices = ", ".join(ROW_ALIGNMENT_METHODS)
-        raise StmZooError(f"Unknown row alignment method {method!r}; choose one of {choices}.")
-    return offsets - offsets.mean()
-
-
-def align_rows(image: np.ndarray, method: str = "median_diff", window: int = 15) -> np.ndarray:
-    """Shift every scan line by its offset (see `row_offsets`) to remove line-to-line jumps.
-
-    Args:
-        image: (H, W) float array, any units.
-        method: "median_diff" (default; Gwyddion's "Median of differences", keeps large
-            features but drifts on atomic lattices, see `row_offsets`), "median" (per-line
-            median) or "median_diff_local" (median differences without their slow part).
-        window: running-median window of "median_diff_local", in lines.
-
-    Returns:
-        (H, W) float64 array, same units and mean.
-    """
-    img = as_image(image)
-    return img - row_offsets(img, method, window)[:, None]
-
-
-# --------------------------------------------------------------------------------------------
-# Normalisation
+# Normalisation of one image
 # --------------------------------------------------------------------------------------------
 
 
@@ -419,7 +111,7 @@ def normalise(
 
 
 # --------------------------------------------------------------------------------------------
-# Resampling
+# Normalisation of tiles
 # --------------------------------------------------------------------------------------------
 
 
@@ -495,90 +187,6 @@ def normalise_tiles(tiles):
     return normalised, low, span
 
 
-def resample_to_shape(image: np.ndarray, shape: tuple[int, int], order: int = 3) -> np.ndarray:
-    """Resample an image onto a (H', W') grid covering the same physical frame.
-
-    Pixel *areas* are aligned (the outer edges of the first and last pixels coincide before and
-    after), as `skimage.transform.resize` does, so a scan of size L keeps size L. Interpolation is
-    a spline of `order` (3 = cubic: smooth and close to band-limited for atomically resolved
-    images; 1 = bilinear never overshoots). Along an axis that shrinks, a Gaussian anti-aliasing
-    filter (sigma = (factor - 1) / 2 input pixels) runs first so that the lattice above the new
-    Nyquist limit does not alias into moire; an axis whose size does not change is left exactly
-    as it is.
-
-    Args:
-        image: (H, W) float array, any units.
-        shape: target (H', W'), each >= 1.
-        order: spline order 0..5.
-
-    Returns:
-        (H', W') float64 array, same units.
-    """
-    img = as_image(image)
-    shape = (int(shape[0]), int(shape[1]))
-    if shape[0] < 1 or shape[1] < 1:
-        raise StmZooError(f"Cannot resample to an empty grid of shape {shape}.")
-    if shape == img.shape:
-        return img.copy()
-    # Imported here: skimage.transform takes a noticeable time to import that --help should not pay.
-    from skimage.transform import resize
-
-    factors = np.array(img.shape, dtype=np.float64) / np.array(shape, dtype=np.float64)
-    sigma = np.maximum(0.0, (factors - 1.0) / 2.0)
-    return resize(
-        img,
-        shape,
-        order=order,
-        mode="symmetric",
-        anti_aliasing=bool((sigma > 0).any()),
-        anti_aliasing_sigma=tuple(sigma),
-        preserve_range=True,
-    )
-
-
-def resampled_shape(
-    shape: tuple[int, int],
-    pixel_size_in_nm: tuple[float, float],
-    pixel_size_out_nm: tuple[float, float],
-) -> tuple[int, int]:
-    """(H', W') that covers the frame of a (H, W) image at about the new pixel size (x, y)."""
-    h, w = shape
-    px_in, py_in = (float(v) for v in pixel_size_in_nm)
-    px_out, py_out = (float(v) for v in pixel_size_out_nm)
-    if min(px_in, py_in, px_out, py_out) <= 0:
-        raise StmZooError(
-            f"Pixel sizes must be positive, got {pixel_size_in_nm} nm and {pixel_size_out_nm} nm."
-        )
-    return max(1, round(h * py_in / py_out)), max(1, round(w * px_in / px_out))
-
-
-def resample(
-    image: np.ndarray,
-    pixel_size_in_nm: tuple[float, float],
-    pixel_size_out_nm: tuple[float, float],
-    order: int = 3,
-) -> np.ndarray:
-    """Resample an image from one pixel size to another over the same physical frame.
-
-    The output shape is the frame size divided by the new pixel size, rounded to whole pixels
-    (so the realised pixel size can differ from `pixel_size_out_nm` by up to half a pixel over
-    the frame). Interpolation and anti-aliasing as in `resample_to_shape`; go back with
-    `resample_to_shape(result, image.shape)`.
-
-    Args:
-        image: (H, W) float array, any units.
-        pixel_size_in_nm: (x, y) pixel pitch of `image` in nm.
-        pixel_size_out_nm: (x, y) wanted pixel pitch in nm.
-        order: spline order 0..5 (3 = cubic).
-
-    Returns:
-        (H', W') float64 array, same units.
-    """
-    img = as_image(image)
-    shape = resampled_shape(img.shape, pixel_size_in_nm, pixel_size_out_nm)
-    return resample_to_shape(img, shape, order=order)
-
-
 # --------------------------------------------------------------------------------------------
 # The composed, invertible pipeline
 # --------------------------------------------------------------------------------------------
@@ -602,7 +210,8 @@ class Preprocessing:
         normalisation: the map between levelled values and the model range.
         order: spline order used for resampling (both ways).
         keep_background: whether `inverse` adds the removed background back.
-        background_coefficients: polynomial coefficients (see `polynomial_background`).
+        background_coefficients: polynomial coefficients (see
+            `stm_zoo.levelling.polynomial_background`).
         line_offsets: (H,) row offsets removed by row alignment (zeros without it).
     """
 

@@ -1,10 +1,12 @@
-"""stm_zoo.preprocess: levelling, row alignment, normalisation, resampling and their inverses."""
+"""Levelling, row alignment (stm_zoo.levelling), resampling (stm_zoo.resampling), normalisation
+and the composed pipeline (stm_zoo.preprocess), with their inverses."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from stm_zoo import levelling, resampling
 from stm_zoo import preprocess as pp
 from stm_zoo.errors import StmZooError
 
@@ -43,34 +45,34 @@ def test_level_plane_removes_a_synthetic_plane_exactly() -> None:
     for _ in range(5):
         a, b, c = rng.normal(size=3) * [1e-9, 1e-10, 1e-10]
         plane = a + b * x + c * y
-        assert np.abs(pp.level_plane(plane)).max() < 1e-22  # metres: exact to rounding
+        assert np.abs(levelling.level_plane(plane)).max() < 1e-22  # metres: exact to rounding
 
 
 def test_level_plane_keeps_features_and_removes_only_the_tilt() -> None:
     y, x = _grid(64, 64)
     features = np.sin(x / 5.0) * np.cos(y / 7.0)
     tilted = features + 0.3 * x - 0.2 * y + 4.0
-    assert np.allclose(pp.level_plane(tilted), pp.level_plane(features), atol=1e-10)
+    assert np.allclose(levelling.level_plane(tilted), levelling.level_plane(features), atol=1e-10)
     # The features themselves are not a plane: levelling leaves most of their variance.
-    assert pp.level_plane(tilted).std() > 0.9 * features.std()
+    assert levelling.level_plane(tilted).std() > 0.9 * features.std()
 
 
 def test_level_polynomial_removes_a_bow_that_a_plane_cannot() -> None:
     y, x = _grid(50, 70)
     bow = 2e-3 * (x - 30) ** 2 + 1e-3 * (y - 20) ** 2 + 5e-4 * x * y + 0.1 * x
-    assert np.abs(pp.level_polynomial(bow, 2)).max() < 1e-10
-    assert np.abs(pp.level_plane(bow)).max() > 0.1
+    assert np.abs(levelling.level_polynomial(bow, 2)).max() < 1e-10
+    assert np.abs(levelling.level_plane(bow)).max() > 0.1
 
 
 def test_level_polynomial_refuses_bad_degree_and_nan() -> None:
     with pytest.raises(StmZooError, match="degree"):
-        pp.level_polynomial(np.zeros((4, 4)), 7)
+        levelling.level_polynomial(np.zeros((4, 4)), 7)
     bad = np.zeros((4, 4))
     bad[1, 2] = np.nan
     with pytest.raises(StmZooError, match="crop_valid"):
-        pp.level_plane(bad)
+        levelling.level_plane(bad)
     with pytest.raises(StmZooError, match="2-D"):
-        pp.level_plane(np.zeros(5))
+        levelling.level_plane(np.zeros(5))
 
 
 # ----------------------------------------------------------------------------- row alignment
@@ -83,7 +85,7 @@ def test_align_rows_median_diff_removes_random_line_offsets_and_keeps_the_step()
     offsets += 0.6 * (np.arange(clean.shape[0]) >= 40)  # a tip-change jump
     degraded = clean + offsets[:, None]
     before = np.abs(_centred(degraded) - _centred(clean)).max()
-    aligned = pp.align_rows(degraded, "median_diff")
+    aligned = levelling.align_rows(degraded, "median_diff")
     after = np.abs(_centred(aligned) - _centred(clean)).max()
     assert before > 0.5
     assert after < 1e-9  # exact: the step is kept with its full 0.8 height
@@ -92,8 +94,8 @@ def test_align_rows_median_diff_removes_random_line_offsets_and_keeps_the_step()
 
 def test_align_rows_median_breaks_lines_at_a_diagonal_step_where_median_diff_does_not() -> None:
     clean = _terrace_image()
-    err_median = np.abs(_centred(pp.align_rows(clean, "median")) - _centred(clean)).max()
-    err_diff = np.abs(_centred(pp.align_rows(clean, "median_diff")) - _centred(clean)).max()
+    err_median = np.abs(_centred(levelling.align_rows(clean, "median")) - _centred(clean)).max()
+    err_diff = np.abs(_centred(levelling.align_rows(clean, "median_diff")) - _centred(clean)).max()
     assert err_diff < 1e-9
     assert err_median > 0.3
 
@@ -103,7 +105,7 @@ def test_align_rows_median_removes_offsets_on_a_featureless_texture() -> None:
     y, x = _grid(40, 64)
     clean = 0.2 * np.sin(2 * np.pi * x / 8.0)
     degraded = clean + rng.normal(0, 1, 40)[:, None]
-    assert np.abs(_centred(pp.align_rows(degraded, "median")) - _centred(clean)).max() < 1e-9
+    assert np.abs(_centred(levelling.align_rows(degraded, "median")) - _centred(clean)).max() < 1e-9
 
 
 def test_median_diff_drifts_on_a_skewed_lattice_and_the_local_variant_does_not() -> None:
@@ -113,10 +115,10 @@ def test_median_diff_drifts_on_a_skewed_lattice_and_the_local_variant_does_not()
     phase = 2 * np.pi * (x + y) / 5.5
     lattice = np.sin(phase) + 0.4 * np.sin(2 * phase)  # asymmetric profile, skewed slopes
     lattice /= lattice.std()
-    drift = np.ptp(pp.row_offsets(lattice, "median_diff"))
+    drift = np.ptp(levelling.row_offsets(lattice, "median_diff"))
     assert drift > 10.0  # in units of the image's standard deviation
-    assert np.ptp(pp.row_offsets(lattice, "median_diff_local")) < 1e-9
-    assert np.ptp(pp.row_offsets(lattice, "median")) < 1e-9
+    assert np.ptp(levelling.row_offsets(lattice, "median_diff_local")) < 1e-9
+    assert np.ptp(levelling.row_offsets(lattice, "median")) < 1e-9
 
 
 def test_median_diff_local_removes_sparse_jumps_and_keeps_a_y_tilt() -> None:
@@ -125,16 +127,16 @@ def test_median_diff_local_removes_sparse_jumps_and_keeps_a_y_tilt() -> None:
     jumps[30:] += 0.7
     jumps[61:] -= 0.4
     jumps[75] += 0.9  # a single offset line
-    aligned = pp.align_rows(clean + jumps[:, None], "median_diff_local", window=15)
+    aligned = levelling.align_rows(clean + jumps[:, None], "median_diff_local", window=15)
     assert np.abs(_centred(aligned) - _centred(clean)).max() < 1e-9
     # Gwyddion's plain median of differences flattens the genuine tilt as well.
-    flattened = pp.align_rows(clean, "median_diff")
+    flattened = levelling.align_rows(clean, "median_diff")
     assert np.abs(_centred(flattened) - _centred(clean)).max() > 0.4
 
 
 def test_align_rows_rejects_unknown_method() -> None:
     with pytest.raises(StmZooError, match="median_diff"):
-        pp.align_rows(np.zeros((3, 3)), "modus")
+        levelling.align_rows(np.zeros((3, 3)), "modus")
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -183,39 +185,39 @@ def test_normalise_flat_image_maps_to_the_middle_and_back() -> None:
 def test_resample_down_then_up_approximates_identity_on_smooth_data() -> None:
     y, x = _grid(128, 128)
     smooth = np.sin(x / 13.0) * np.cos(y / 17.0)
-    down = pp.resample(smooth, (0.2, 0.2), (0.4, 0.4))
+    down = resampling.resample(smooth, (0.2, 0.2), (0.4, 0.4))
     assert down.shape == (64, 64)
-    up = pp.resample_to_shape(down, smooth.shape)
+    up = resampling.resample_to_shape(down, smooth.shape)
     assert up.shape == smooth.shape
     err = np.abs(up - smooth)
     assert err[8:-8, 8:-8].max() < 0.01  # interior: spline + mild anti-aliasing
     assert np.sqrt(np.mean(err**2)) < 0.005
-    nearest = pp.resample_to_shape(down, smooth.shape, order=0)
+    nearest = resampling.resample_to_shape(down, smooth.shape, order=0)
     assert np.sqrt(np.mean((nearest - smooth) ** 2)) > 3 * np.sqrt(np.mean(err**2))
 
 
 def test_resample_shapes_follow_pixel_sizes_per_axis() -> None:
     image = np.random.default_rng(5).normal(size=(100, 150))
-    assert pp.resample(image, (0.2, 0.2), (0.3, 0.1)).shape == (200, 100)
-    assert pp.resample(image, (0.195, 0.39), (0.195, 0.195)).shape == (200, 150)
-    assert pp.resampled_shape((3, 3), (1.0, 1.0), (100.0, 100.0)) == (1, 1)
+    assert resampling.resample(image, (0.2, 0.2), (0.3, 0.1)).shape == (200, 100)
+    assert resampling.resample(image, (0.195, 0.39), (0.195, 0.195)).shape == (200, 150)
+    assert resampling.resampled_shape((3, 3), (1.0, 1.0), (100.0, 100.0)) == (1, 1)
     with pytest.raises(StmZooError, match="positive"):
-        pp.resample(image, (0.2, 0.0), (0.2, 0.2))
+        resampling.resample(image, (0.2, 0.0), (0.2, 0.2))
 
 
 def test_resample_leaves_an_unchanged_axis_exact() -> None:
     rng = np.random.default_rng(6)
     image = rng.normal(size=(40, 64))
-    out = pp.resample(image, (0.2, 0.2), (0.2, 0.1))  # only y is refined
-    assert np.allclose(out[:, :], pp.resample_to_shape(image, (80, 64)))
-    same = pp.resample(image, (0.2, 0.2), (0.2, 0.2))
+    out = resampling.resample(image, (0.2, 0.2), (0.2, 0.1))  # only y is refined
+    assert np.allclose(out[:, :], resampling.resample_to_shape(image, (80, 64)))
+    same = resampling.resample(image, (0.2, 0.2), (0.2, 0.2))
     assert np.array_equal(same, image)
 
 
 def test_resample_anti_aliases_a_lattice_beyond_the_new_nyquist_limit() -> None:
     y, x = _grid(128, 128)
     stripes = np.cos(2 * np.pi * x / 2.5)  # 2.5 px period: aliases when halving x
-    down = pp.resample(stripes, (0.2, 0.2), (0.4, 0.2))
+    down = resampling.resample(stripes, (0.2, 0.2), (0.4, 0.2))
     assert down.std() < 0.45 * stripes.std()
 
 
@@ -231,7 +233,7 @@ def test_prepare_without_resampling_round_trips_the_levelled_image() -> None:
     assert model_input.dtype == np.float32
     assert model_input.min() == -1.0 and model_input.max() == 1.0
     back = rec.inverse(model_input)
-    levelled = pp.level_plane(image)
+    levelled = levelling.level_plane(image)
     assert back.shape == image.shape
     assert np.abs(back - levelled).max() < 1e-6 * np.ptp(levelled)  # float32 model input
     assert "levelling kept" in rec.describe()
@@ -259,7 +261,7 @@ def test_prepare_resamples_to_the_model_pixel_size_and_back() -> None:
     assert model_input.min() == -1.0 and model_input.max() == 1.0
     back = rec.inverse(model_input)
     assert back.shape == image.shape
-    levelled = pp.level_plane(image)
+    levelled = levelling.level_plane(image)
     assert np.sqrt(np.mean((back - levelled) ** 2)) < 0.005 * np.ptp(levelled)
     assert "resampled" in rec.describe()
 

@@ -5,7 +5,7 @@ Owns what an STM user would do by hand in Gwyddion before reaching for a model, 
    along the fast axis that stand above (or below) *both* bounding lines by more than a
    threshold relative to the image's line-to-line RMS, and replaces them by linear
    interpolation between the bounding lines;
-2. **Align rows** (`stm_zoo.preprocess.align_rows`, median of differences, by default without
+2. **Align rows** (`stm_zoo.levelling.align_rows`, median of differences, by default without
    its slowly varying part): removes line-to-line offsets and tip-change jumps, keeps features
    narrower than half a line;
 3. for super-resolution, **interpolation between measured lines** along the slow axis.
@@ -43,8 +43,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stm_zoo.arrays import as_image
 from stm_zoo.errors import StmZooError
-from stm_zoo.preprocess import ROW_ALIGNMENT_METHODS, align_rows, as_image
+from stm_zoo.levelling import ROW_ALIGNMENT_METHODS, align_rows
 from stm_zoo.registry import SR_FACTOR
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class ClassicalParams:
             the pixels is marked, which on atomically resolved scans means lattice rows along
             the fast axis rather than glitches (ours). Set 1.0 for scans whose every other line
             is noisy.
-        row_alignment: a method of `stm_zoo.preprocess.align_rows` ("median_diff_local"
+        row_alignment: a method of `stm_zoo.levelling.align_rows` ("median_diff_local"
             default, "median_diff" as in Gwyddion, "median"), or None to skip alignment.
         row_alignment_window: running-median window (lines) of "median_diff_local".
         sr_interpolation: "auto" (default: cubic spline for 2x, linear for 4x and more),

@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from stm_zoo import limits
+from stm_zoo.bad_pixels import glitch_mask, inpaint
 from stm_zoo.errors import StmZooError
 from stm_zoo.io import Scan, load_scan, save_scan
 from stm_zoo.io.cli_info import format_si
 from stm_zoo.nn import UNetConfig
 from stm_zoo.pipeline import RestoreOptions, RestoreResult, restore
-from stm_zoo.preprocess import glitch_mask, inpaint
 from stm_zoo.zoo import EntryConfig, LoadedModel
 
 PITCH_M = 100e-9 / 512  # the models' pixel size
@@ -142,12 +142,12 @@ def test_a_flat_array_is_refused() -> None:
 
 
 def test_a_huge_grid_is_refused_before_allocating(monkeypatch: pytest.MonkeyPatch) -> None:
-    import stm_zoo.preprocess
+    import stm_zoo.resampling
 
     def no_resampling(*args, **kwargs):
         raise AssertionError("resampled before the limits were checked")
 
-    monkeypatch.setattr(stm_zoo.preprocess, "resample_to_shape", no_resampling)
+    monkeypatch.setattr(stm_zoo.resampling, "resample_to_shape", no_resampling)
     scan = at_pitch(lattice((256, 256)), pitch_m=10e-6 / 256)  # 10 um frame: a 51200^2 grid
     started = time.perf_counter()
     with pytest.raises(StmZooError, match=r"51,200 x 51,200 px .* at the model's 0.1953 nm/px"):
