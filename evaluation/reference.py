@@ -9,7 +9,15 @@ least 80 %). The scan holds two terraces with rows at right angles and peaks of 
 each input peak is followed into the output by its orientation, not by rank. These are the
 numbers a user feels first, and every restore card reports them.
 
-    python -m evaluation reference [--family fm --size small --steps 2 5 10] [--path FILE]
+For super-resolution (`--task sr2` / `sr4`) the same real scan is the ground truth of a real
+low-resolution measurement: only every k-th line is kept (the frame size unchanged, as a faster
+scan would record it), the entry super-resolves it back to 512 lines, and the output is scored
+against the full scan with the same affine PSNR and row-peak numbers. Nothing here is simulated,
+so these are the SR cards' real-scan numbers; an SR entry passes when its row peaks keep position
+and power (the PSNR threshold is the restore task's only: an SR output must invent lines).
+
+    python -m evaluation reference [--task restore] [--family fm --size small --steps 2 5 10]
+        [--path FILE]
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from stm_zoo.lattice import MAX_PEAK_SHIFT, MIN_PEAK_POWER
-from stm_zoo.registry import is_learned
+from stm_zoo.registry import SR_FACTOR, TASKS, is_learned
 
 REFERENCE_PATH = (
     Path(__file__).resolve().parent.parent.parent
@@ -43,7 +51,7 @@ class ReferenceCheck:
         peak_shift: the largest |k_out - k_in| / k_in over the input's dimer-row peaks (one per
             row orientation), each matched to the output peak of the nearest orientation.
         peak_power: the smallest output / input power over those peaks (5x5-bin patches).
-        passed: psnr_db >= 33, peak_shift <= 0.05 and peak_power >= 0.8.
+        passed: peak_shift <= 0.05 and peak_power >= 0.8, and for restore psnr_db >= 33.
     """
 
     entry: str
@@ -90,9 +98,15 @@ def matched_peaks(
 
 
 def check_output(
-    entry: str, steps: int, reference: np.ndarray, output: np.ndarray, pixel_size_nm: float
+    entry: str,
+    steps: int,
+    reference: np.ndarray,
+    output: np.ndarray,
+    pixel_size_nm: float,
+    min_psnr_db: float = MIN_PSNR_DB,
 ) -> ReferenceCheck:
-    """Score one restored image against the reference it came from."""
+    """Score one restored image against the reference it came from (`min_psnr_db`: the pass
+    threshold on the affine PSNR; 0 for super-resolution)."""
     psnr = affine_psnr(output, reference)
     # Powers are compared after the same affine map, so a global rescale is not a loss; in units
     # of the reference's standard deviation, so that metres and nanometres read alike.
@@ -105,8 +119,16 @@ def check_output(
     shift = max((abs(k_out - k_in) / k_in for k_in, _, k_out, _ in pairs), default=float("nan"))
     power = min((p_out / p_in for _, p_in, _, p_out in pairs if p_in > 0), default=0.0)
     shift = float("inf") if np.isnan(shift) else shift
-    passed = psnr >= MIN_PSNR_DB and shift <= MAX_PEAK_SHIFT and power >= MIN_PEAK_POWER
+    passed = psnr >= min_psnr_db and shift <= MAX_PEAK_SHIFT and power >= MIN_PEAK_POWER
     return ReferenceCheck(entry, steps, round(psnr, 3), round(shift, 4), round(power, 4), passed)
+
+
+def model_input(scan, task: str):
+    """What the entry is given: the scan itself for restore, every k-th line of it (same frame)
+    for super-resolution by k."""
+    if task == "restore":
+        return scan
+    return replace(scan, data=np.ascontiguousarray(scan.data[:: SR_FACTOR[task]]))
 
 
 def check_model(
@@ -117,46 +139,67 @@ def check_model(
     model=None,
     seed: int = 0,
     figure: Path | None = None,
+    task: str = "restore",
 ) -> ReferenceCheck:
-    """Restore the reference scan with one zoo entry (or the classical baseline) and score it;
-    with `figure`, also draw input | output | difference there (PNG)."""
+    """Run one zoo entry (or the classical baseline) of `task` on the reference scan (for SR: on
+    every k-th line of it) and score the output against the full scan; with `figure`, also draw
+    input | output | difference there (PNG)."""
     from stm_zoo.pipeline import restore
 
     scan = load_reference(path)
     result = restore(
-        scan, task="restore", family=family, size=size, steps=steps, seed=seed, model=model
+        model_input(scan, task),
+        task=task,
+        family=family,
+        size=size,
+        steps=steps,
+        seed=seed,
+        model=model,
     )
-    entry = f"restore/{family}-{size}" if is_learned(family) else f"restore/{family}"
+    entry = f"{task}/{family}-{size}" if is_learned(family) else f"{task}/{family}"
     pixel_nm = REFERENCE_SIZE_NM / scan.data.shape[1]
-    check = check_output(entry, steps, scan.data, result.scan.data, pixel_nm)
+    min_psnr = MIN_PSNR_DB if task == "restore" else 0.0
+    check = check_output(entry, steps, scan.data, result.scan.data, pixel_nm, min_psnr)
     if figure is not None:
-        draw(figure, scan.data, result.scan.data, check)
+        draw(figure, model_input(scan, task).data, result.scan.data, check, truth=scan.data)
     return check
 
 
-def draw(path: Path, before: np.ndarray, after: np.ndarray, check: ReferenceCheck) -> Path:
-    """input | output | output - input (same grey scale for the first two; heights in nm)."""
+def draw(
+    path: Path,
+    before: np.ndarray,
+    after: np.ndarray,
+    check: ReferenceCheck,
+    truth: np.ndarray | None = None,
+) -> Path:
+    """input | output | output - truth (same grey scale for the first two; heights in nm).
+
+    `truth` is the full scan the output is scored against (default: the input itself, as for
+    restore); a low-resolution input is drawn over the same frame, its lines stretched.
+    """
+    truth = before if truth is None else truth
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    before_nm, after_nm = before * 1e9, after * 1e9
-    low, high = np.percentile(before_nm, [0.5, 99.5])
+    before_nm, after_nm, truth_nm = before * 1e9, after * 1e9, truth * 1e9
+    low, high = np.percentile(truth_nm, [0.5, 99.5])
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.6))
     extent = (0, REFERENCE_SIZE_NM, REFERENCE_SIZE_NM, 0)
     for ax, image, title in (
-        (axes[0], before_nm, "real Si(001):H reference (input)"),
+        (axes[0], before_nm, input_title(before.shape[0], truth.shape[0])),
         (axes[1], after_nm, f"{check.entry}, {check.steps} steps"),
     ):
-        ax.imshow(image, cmap="afmhot", vmin=low, vmax=high, extent=extent)
+        ax.imshow(image, cmap="afmhot", vmin=low, vmax=high, extent=extent, aspect="auto")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("nm")
-    diff = after_nm - before_nm
+    diff = after_nm - truth_nm
     bound = float(np.percentile(np.abs(diff), 99.5)) or 1e-3
     shown = axes[2].imshow(diff, cmap="coolwarm", vmin=-bound, vmax=bound, extent=extent)
     axes[2].set_title(
-        f"output - input: PSNR {check.psnr_db:.1f} dB, row peak {100 * check.peak_shift:+.1f} % / "
+        f"output - {'input' if truth is before else 'full scan'}: PSNR {check.psnr_db:.1f} dB, "
+        f"\nrow peak {100 * check.peak_shift:+.1f} % / "
         f"{100 * check.peak_power:.0f} % power",
         fontsize=9,
     )
@@ -168,18 +211,32 @@ def draw(path: Path, before: np.ndarray, after: np.ndarray, check: ReferenceChec
     return Path(path)
 
 
-def update_card(checks: list[ReferenceCheck], zoo: Path | None, family: str, size: str) -> Path:
+def input_title(lines: int, full_lines: int) -> str:
+    if lines == full_lines:
+        return "real Si(001):H reference (input)"
+    return f"input: every {ordinal(full_lines // lines)} line of the real reference"
+
+
+def ordinal(k: int) -> str:
+    """2 -> "2nd", 4 -> "4th"."""
+    return f"{k}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(k, 'th') }"
+
+
+def update_card(
+    checks: list[ReferenceCheck], zoo: Path | None, family: str, size: str, task: str = "restore"
+) -> Path:
     """Store the checks as `metrics["reference"]` (per step count) in the entry's config.json and
     regenerate its card (keeping the card's extra sections)."""
     from evaluation.cli_synthetic import _merge_card_sections
     from stm_zoo.cards import entry_card
     from stm_zoo.zoo import CARD_NAME, CONFIG_NAME, EntryConfig, EntryKey, zoo_dir
 
-    folder = (zoo or zoo_dir()) / EntryKey("restore", family, size).subdir
+    folder = (zoo or zoo_dir()) / EntryKey(task, family, size).subdir
     config = EntryConfig.from_file(folder / CONFIG_NAME)
     reference = {
-        "data": "real near-pristine Si(001):H, 512x512, 100 nm (shared/data/si001h-reference); "
-        "`python -m evaluation reference`",
+        "data": "real near-pristine Si(001):H, 512x512, 100 nm (shared/data/si001h-reference)"
+        + ("" if task == "restore" else f", every {ordinal(SR_FACTOR[task])} line in")
+        + f"; `python -m evaluation reference --task {task}`",
         **{
             f"{name}_{c.steps}steps": getattr(c, name)
             for c in checks
@@ -195,7 +252,27 @@ def update_card(checks: list[ReferenceCheck], zoo: Path | None, family: str, siz
     return folder
 
 
+def write_real_set(folder: Path, task: str, path: Path = REFERENCE_PATH) -> tuple[Path, Path]:
+    """Write the reference scan as a real experimental set for `python -m evaluation
+    experimental`: `folder/full` (the full scan: the pristine / high-resolution side) and
+    `folder/low` (what the entry is given: every k-th line for SR). Returns the two folders."""
+    from stm_zoo.io.api import save_scan
+
+    scan = load_reference(path)
+    full, low = Path(folder) / "full", Path(folder) / "low"
+    for sub, data in ((full, scan), (low, model_input(scan, task))):
+        sub.mkdir(parents=True, exist_ok=True)
+        save_scan(data, sub / f"{Path(path).stem}.gwy")
+    return full, low
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        default="restore",
+        help="restore the scan, or super-resolve every k-th line of it (sr2, sr4)",
+    )
     parser.add_argument("--family", default="fm")
     parser.add_argument("--size", default="small")
     parser.add_argument("--steps", type=int, nargs="+", default=[2, 5, 10])
@@ -207,6 +284,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="write the numbers into the entry's config.json and card",
     )
     parser.add_argument("--zoo", type=Path, default=None, help="zoo folder (default STM_ZOO_DIR)")
+    parser.add_argument(
+        "--write-real-set",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="only write DIR/full and DIR/low (the scan and what the entry is given, .gwy) "
+        "for `python -m evaluation experimental`",
+    )
     parser.add_argument(
         "--figure",
         type=Path,
@@ -223,17 +308,29 @@ def run(args: argparse.Namespace) -> int:
             f"{args.path} does not exist: the reference scan lives in shared/data beside the "
             "checkout; pass --path to another copy."
         )
+    if args.write_real_set is not None:
+        full, low = write_real_set(args.write_real_set, args.task, args.path)
+        print(f"wrote {full} and {low}")
+        return 0
     checks = [
-        check_model(args.family, args.size, s, args.path, figure=args.figure if i == 0 else None)
+        check_model(
+            args.family,
+            args.size,
+            s,
+            args.path,
+            figure=args.figure if i == 0 else None,
+            task=args.task,
+        )
         for i, s in enumerate(args.steps)
     ]
     if args.update_card and is_learned(args.family):
-        folder = update_card(checks, args.zoo, args.family, args.size)
+        folder = update_card(checks, args.zoo, args.family, args.size, args.task)
         print(f"updated {folder}")
     if args.json:
         print(json.dumps([asdict(c) for c in checks], indent=1))
         return 0
-    print("| entry | steps | PSNR vs input (affine) | row-peak shift | row-peak power | pass |")
+    truth = "input" if args.task == "restore" else "full scan"
+    print(f"| entry | steps | PSNR vs {truth} (affine) | row-peak shift | row-peak power | pass |")
     print("|---|---|---|---|---|---|")
     for c in checks:
         print(
