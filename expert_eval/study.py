@@ -11,7 +11,7 @@ model once on every input and writes a study folder:
 
 Ids are random hex tokens (`secrets.token_hex`), so neither a file name nor an id says which model
 made an output; the mapping lives only in `study.json` and the SQLite store, both server-side.
-The folder is never served: raters see freshly rendered PNGs (`expert_eval.ui`).
+The folder is never served: raters see freshly rendered PNGs (`expert_eval.panel`).
 
 Blinding: the order in which a rater meets the trials, and the order of the outputs (labelled A,
 B, C, ...) within a trial, are drawn from HMAC-SHA256(study secret, rater, trial). They are fixed
@@ -38,7 +38,15 @@ from typing import Any
 import numpy as np
 
 from stm_zoo.errors import StmZooError
-from stm_zoo.registry import CLASSICAL, FAMILIES, LEARNED_FAMILIES, SIZES, is_learned, takes_steps
+from stm_zoo.registry import (
+    CLASSICAL,
+    FAMILIES,
+    LEARNED_FAMILIES,
+    SIZES,
+    has_fourier_loss,
+    is_learned,
+    takes_steps,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +113,7 @@ class ModelSpec:
             if steps is None or int(steps) < 1:
                 raise StmZooError(
                     f"Model configuration {text!r} needs a step count of at least 1, "
-                    f"e.g. {family}-{size}-{10 if family != 'fm' else 2}."
+                    f"e.g. {family}-{size}-10."
                 )
             return cls(family, size, int(steps))
         if steps is not None:
@@ -129,7 +137,7 @@ class ModelSpec:
         if not is_learned(self.family):
             return _FAMILY_NAMES[self.family]
         base = f"{_FAMILY_NAMES[self.family]} {self.size.capitalize()}"
-        details = ["FFT"] if self.family == "ddim-fft" else []
+        details = ["FFT"] if has_fourier_loss(self.family) else []
         if takes_steps(self.family):
             details.append(f"{self.steps} step{'s' if self.steps > 1 else ''}")
         return f"{base} ({', '.join(details)})" if details else base

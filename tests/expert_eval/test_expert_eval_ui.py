@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from expert_eval import ui
+from expert_eval.panel import ADMIN_TOKEN_ENV, build_panel
 from expert_eval.study import Study, rater_key
 from stm_zoo.errors import StmZooError
 from webapp.previews import display_size, render
@@ -68,7 +69,7 @@ def free_port() -> int:
 @pytest.fixture
 def panel(prepared_study, tmp_path, monkeypatch):
     monkeypatch.delenv("SPACE_ID", raising=False)
-    return ui.build_panel(prepared_study.directory, tmp_path / "ratings.sqlite3")
+    return build_panel(prepared_study.directory, tmp_path / "ratings.sqlite3")
 
 
 def reference_images(study: Study, trial_id: str) -> dict[str, np.ndarray]:
@@ -213,7 +214,7 @@ def test_raters_resume_and_a_second_window_cannot_answer_twice(panel, prepared_s
     assert "already answered" in message2 and nxt2.progress.startswith("**Trial 2 of 4**")
     assert [r.rating for r in panel.store.records()] == [4, 4, 4]
     # A new process (new panel on the same database) carries on where Rita stopped.
-    reopened = ui.build_panel(prepared_study.directory, panel.store.path, sync=False)
+    reopened = build_panel(prepared_study.directory, panel.store.path, sync=False)
     screen, state = reopened.resume(token.upper().replace("-", " "))  # as pasted, sloppily
     assert screen.progress.startswith("**Trial 2 of 4**")
     for _ in range(3):
@@ -241,7 +242,7 @@ def test_several_studies_share_the_tab(
     )
     monkeypatch.setenv("EXPERT_EVAL_STUDY", f"{prepared_study.directory}:{sr.directory}")
     monkeypatch.delenv("SPACE_ID", raising=False)
-    panel = ui.build_panel(None, tmp_path / "ratings.sqlite3")
+    panel = build_panel(None, tmp_path / "ratings.sqlite3")
     assert panel.n_trials == 5 and panel.n_slots == 3
     sizes = set()
     for r in range(12):
@@ -256,10 +257,10 @@ def test_several_studies_share_the_tab(
 
 
 def test_admin_view_needs_the_configured_token(panel, prepared_study, monkeypatch):
-    monkeypatch.delenv(ui.ADMIN_TOKEN_ENV, raising=False)
+    monkeypatch.delenv(ADMIN_TOKEN_ENV, raising=False)
     text, plot, files = panel.admin_view("anything")
     assert "disabled" in text and plot is None and files == []
-    monkeypatch.setenv(ui.ADMIN_TOKEN_ENV, "s3cret-token")
+    monkeypatch.setenv(ADMIN_TOKEN_ENV, "s3cret-token")
     for wrong in ("", None, "s3cret", "s3cret-token "):
         text, plot, files = panel.admin_view(wrong)
         assert text == "Wrong admin token." and plot is None and files == []
