@@ -41,7 +41,15 @@ from evaluation.metrics import (
 )
 from stm_zoo import paper
 from stm_zoo.errors import StmZooError
-from stm_zoo.registry import CLASSICAL, TASKS, is_learned
+from stm_zoo.registry import (
+    CLASSICAL,
+    SIZES,
+    TASKS,
+    has_fourier_loss,
+    is_learned,
+    model_label,
+    takes_steps,
+)
 from stm_zoo.zoo import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -80,7 +88,7 @@ class RowSpec:
     @property
     def generative(self) -> bool:
         """Flow matching and the DDIM variants (the rows the paper averages in Tables II and V)."""
-        return self.family in ("fm", "ddim", "ddim-fft")
+        return takes_steps(self.family)
 
     @property
     def model(self) -> str:
@@ -89,13 +97,7 @@ class RowSpec:
             return "Degraded input"
         if self.family == "pristine":
             return "Pristine (lower bound)"
-        if self.family == CLASSICAL:
-            return "Classical (row alignment + scars)"
-        if self.family == "ae":
-            return "Autoencoder"
-        name = {"fm": "FM", "ddim": "DDIM", "ddim-fft": "DDIM"}[self.family]
-        suffix = " (FFT)" if self.family == "ddim-fft" else ""
-        return f"{name} {self.size.capitalize()}{suffix}"
+        return model_label(self.family, self.size)
 
     @property
     def steps_cell(self) -> str:
@@ -508,15 +510,16 @@ def best_rows(rows: Sequence[ScoredRow], metric: str = "ssim") -> list[ScoredRow
     return list(best.values())
 
 
-_FAMILY_RANK = {"input": 0, CLASSICAL: 1, "ae": 2, "ddim": 3, "ddim-fft": 3, "fm": 5}
+FAMILY_RANK = {"input": 0, CLASSICAL: 1, "ae": 2, "ddim": 3, "ddim-fft": 3, "fm": 4, "pristine": 6}
+"""Where the paper's tables put each family's rows (DDIM and DDIM + FFT share their places);
+rows of an unknown family go just before the bounds."""
 
 
-def paper_order_key(spec: RowSpec) -> tuple[int, int, bool]:
+def paper_order_key(spec: RowSpec) -> tuple[int, int, int, bool]:
     """The paper's row order: input, classical, autoencoder, DDIM small, DDIM large (FFT after
     plain at each step count), FM small, FM large; bounds last; step counts ascending."""
-    rank = 9 if spec.family == "pristine" else _FAMILY_RANK.get(spec.family, 8)
-    rank += int(spec.size == "large" and spec.family not in ("ae",))
-    return rank, spec.steps, spec.family == "ddim-fft"
+    size = SIZES.index(spec.size) if spec.size in SIZES else 0
+    return FAMILY_RANK.get(spec.family, 5), size, spec.steps, has_fourier_loss(spec.family)
 
 
 def in_paper_order(rows: Sequence[Any]) -> list[Any]:

@@ -50,7 +50,7 @@ from evaluation.benchmarks import (
 from evaluation.metrics import DATA_RANGE
 from evaluation.tables import Cell, Table, write_json, write_tables
 from stm_zoo.errors import StmZooError
-from stm_zoo.registry import CLASSICAL
+from stm_zoo.registry import CLASSICAL, takes_steps
 from stm_zoo.zoo import CARD_NAME, CONFIG_NAME, SR_FACTOR, TASKS, EntryConfig, EntryKey, zoo_dir
 
 logger = logging.getLogger(__name__)
@@ -466,7 +466,7 @@ def write_plots(result: SyntheticResult, out_dir: Path, examples: int = 4) -> li
 
 
 def _steps_suffix(spec: RowSpec) -> str:
-    return f" ({spec.steps} steps)" if spec.learned and spec.family != "ae" else ""
+    return f" ({spec.steps} steps)" if takes_steps(spec.family) else ""
 
 
 def violin_rows(rows: Sequence[ScoredRow]) -> list[ScoredRow]:
@@ -474,7 +474,7 @@ def violin_rows(rows: Sequence[ScoredRow]) -> list[ScoredRow]:
     large generative model (by mean SSIM), plus our classical baseline."""
     picks = [r for r in rows if r.spec.family in ("input", CLASSICAL)]
     best = best_rows([r for r in rows if r.spec.learned])
-    picks += [r for r in best if r.spec.family == "ae"]
+    picks += [r for r in best if not r.spec.generative]  # the autoencoder
     for size in ("small", "large"):
         generative = [r for r in best if r.spec.generative and r.spec.size == size]
         if generative:

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from evaluation.tables import Table, write_json, write_tables
 from stm_zoo import paper
-from stm_zoo.bench.measure import BENCH_MODELS, evaluations_per_step, model_label
+from stm_zoo.bench.measure import BENCH_MODELS
 from stm_zoo.bench.suite import MODES, BenchReport, StepRow, add_run_arguments, run_bench
 from stm_zoo.errors import StmZooError
+from stm_zoo.registry import evaluations_per_step, model_label
 
 
 def _best(row: StepRow) -> tuple[str, float]:

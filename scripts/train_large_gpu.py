@@ -61,6 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stm_zoo.errors import StmZooError  # noqa: E402
+from stm_zoo.registry import takes_steps  # noqa: E402
 from stm_zoo.zoo import EntryKey  # noqa: E402
 from training.configs import CLI_NAMES, TrainConfig, preset  # noqa: E402
 
@@ -210,7 +211,7 @@ def recipe(entry: str, budget_min: float, device: str) -> TrainConfig:
     """The entry's full preset with the short-run recipe and a wall-clock budget."""
     key = entry_key(entry)
     overrides = {**RECIPE, "time_budget_min": budget_min, "channels_last": device == "cuda"}
-    if key.family == "ae":
+    if not takes_steps(key.family):
         overrides.update(AUTOENCODER_RECIPE)
     return dataclasses.replace(preset(key.subdir), **overrides)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from stm_zoo.errors import StmZooError
 from stm_zoo.methods import get_method
-from stm_zoo.registry import LEARNED_FAMILIES, is_learned
+from stm_zoo.registry import LEARNED_FAMILIES, is_learned, takes_steps
 from stm_zoo.zoo import SIZES, TASKS, EntryKey, registry
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -314,7 +314,7 @@ def _zoo_configs() -> dict[str, TrainConfig]:
     for key in registry():
         if key.size == "small":
             configs[key.subdir + CPU_SUFFIX] = _cpu_budget(key)
-        elif key.family == "ae":
+        elif not takes_steps(key.family):
             configs[key.subdir + CPU_SUFFIX] = _cpu_budget_autoencoder(key)
     return configs
 

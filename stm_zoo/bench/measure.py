@@ -11,34 +11,16 @@ from collections.abc import Callable
 
 import numpy as np
 
+from stm_zoo import paper
 from stm_zoo.errors import StmZooError
 from stm_zoo.registry import DEFAULT_PIXEL_SIZE_NM
 from stm_zoo.timing import Timing, time_runs
 from stm_zoo.zoo import EntryConfig, LoadedModel, resolve_device
 
 TILE_PX = 128
-BENCH_MODELS: tuple[tuple[str, str], ...] = (
-    ("ae", "large"),
-    ("ddim", "small"),
-    ("ddim", "large"),
-    ("fm", "small"),
-    ("fm", "large"),
-)
-"""The paper's Table VIII rows. ddim-fft large has the ddim large network (same time)."""
-
-LABELS = {"fm": "FM", "ddim": "DDIM", "ddim-fft": "DDIM (FFT)", "ae": "Autoencoder"}
-
-
-def model_label(family: str, size: str) -> str:
-    """The paper's row name: "FM Small", "DDIM Large", "Autoencoder"."""
-    if family == "ae":
-        return LABELS["ae"]
-    return f"{LABELS.get(family, family)} {size.capitalize()}"
-
-
-def evaluations_per_step(family: str) -> int:
-    """Network evaluations in one sampler step: 2 for flow matching's RK2 midpoint, else 1."""
-    return 2 if family == "fm" else 1
+BENCH_MODELS: tuple[tuple[str, str], ...] = tuple(paper.step_seconds())
+"""The (family, size) rows of the paper's Table VIII, in its order. ddim-fft large has the ddim
+large network (same time)."""
 
 
 def random_model(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 
 from stm_zoo import paper
-from stm_zoo.bench.measure import evaluations_per_step, model_label
 from stm_zoo.bench.suite import OMP_ENV, BenchReport
+from stm_zoo.registry import evaluations_per_step, model_label
 from stm_zoo.timing import Timing, markdown_table
 
 

@@ -18,7 +18,6 @@ from stm_zoo.bench.measure import (
     BENCH_MODELS,
     TILE_PX,
     keep_output,
-    model_label,
     naive_fn,
     params_m,
     psnr_vs,
@@ -26,6 +25,7 @@ from stm_zoo.bench.measure import (
     step_fn,
     synthetic_scan,
 )
+from stm_zoo.registry import model_label
 from stm_zoo.timing import Timing, interleaved, torch_threads
 from stm_zoo.zoo import LoadedModel, resolve_device
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,14 +17,47 @@ from stm_zoo.methods.classical import classical_restore
 from stm_zoo.nn import UNetConfig
 from stm_zoo.registry import (
     CLASSICAL,
+    EVALUATIONS_PER_STEP,
     FAMILIES,
+    FAMILY_SIZES,
+    FOURIER_LOSS_FAMILIES,
     LEARNED_FAMILIES,
+    MODEL_LABELS,
     SAMPLED_FAMILIES,
+    SIZES,
+    evaluations_per_step,
+    has_fourier_loss,
     is_learned,
+    model_label,
     takes_steps,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+_FAMILY = r"""['"](?:fm|ddim|ddim-fft|ae)['"]"""
+FAMILY_COMPARISON = re.compile(
+    "|".join(
+        (
+            rf"(?:==|!=)\s*{_FAMILY}",
+            rf"{_FAMILY}\s*(?:==|!=)",
+            rf"\bin\s*[(\[{{][^)\]}}]*{_FAMILY}",
+            rf"\bcase\s+{_FAMILY}",
+        )
+    )
+)
+"""A learned family's name compared with `==` / `!=`, tested for membership in a literal, or
+matched by `case`; dict keys (`"ae": ...`) and calls (`get_method("fm")`) are not comparisons."""
+
+
+def project_sources() -> dict[str, str]:
+    """{path relative to the repository: text} of every Python file but the tests."""
+    sources = {}
+    for path in REPO_ROOT.rglob("*.py"):
+        parts = path.relative_to(REPO_ROOT).parts
+        if parts[0] == "tests" or any(part.startswith(".") for part in parts):
+            continue
+        sources["/".join(parts)] = path.read_text(encoding="utf-8")
+    return sources
 
 
 def test_family_names():
@@ -93,11 +127,83 @@ def test_classical_is_named_only_in_the_registry():
     """Callers ask the registry what a family can do (`is_learned`, `takes_steps`) or import
     `CLASSICAL`; the name itself is spelt once, in `stm_zoo/registry.py` (tests aside)."""
     literal = '"' + "classical" + '"'
-    found = []
-    for path in REPO_ROOT.rglob("*.py"):
-        parts = path.relative_to(REPO_ROOT).parts
-        if parts[0] == "tests" or any(part.startswith(".") for part in parts):
-            continue
-        if literal in path.read_text(encoding="utf-8"):
-            found.append("/".join(parts))
+    found = [path for path, text in project_sources().items() if literal in text]
     assert sorted(found) == ["stm_zoo/registry.py"]
+
+
+def test_the_family_comparison_pattern():
+    compared = [
+        'family == "ae"',
+        "spec.family != 'ae'",
+        '"ddim-fft" == family',
+        'family in ("fm", "ddim", "ddim-fft")',
+        'family not in ("ae",)',
+        'family in {"input", "ddim"}',
+        'case "fm":',
+    ]
+    not_compared = [
+        '{"ae": "Autoencoder", "fm": "FM"}',
+        'get_method("fm")',
+        "family == CLASSICAL or takes_steps(family)",
+        'family in ("input", CLASSICAL)',
+        'name = "fm-small"',
+    ]
+    assert all(FAMILY_COMPARISON.search(line) for line in compared)
+    assert not any(FAMILY_COMPARISON.search(line) for line in not_compared)
+
+
+def test_families_are_compared_only_in_the_registry():
+    """What a family can do is asked of the registry (`takes_steps`, `has_fourier_loss`,
+    `model_label`, ...), never decided by comparing its name outside `stm_zoo/registry.py`."""
+    found = [
+        f"{path}:{number}: {line.strip()}"
+        for path, text in project_sources().items()
+        if path != "stm_zoo/registry.py"
+        for number, line in enumerate(text.splitlines(), 1)
+        if FAMILY_COMPARISON.search(line)
+    ]
+    assert found == []
+
+
+def test_what_tells_the_families_apart():
+    assert FOURIER_LOSS_FAMILIES == ("ddim-fft",)
+    assert [f for f in FAMILIES if has_fourier_loss(f)] == ["ddim-fft"]
+    assert set(FOURIER_LOSS_FAMILIES) <= set(SAMPLED_FAMILIES)
+    assert [evaluations_per_step(f) for f in LEARNED_FAMILIES] == [2, 1, 1, 1]
+    assert [model_label(f, "large") for f in FAMILIES] == [
+        "FM Large",
+        "DDIM Large",
+        "DDIM Large (FFT)",
+        "Autoencoder",
+        "Classical (row alignment + scars)",
+    ]
+    assert (
+        model_label("fm", "small") == "FM Small"
+        and model_label(CLASSICAL) == MODEL_LABELS[CLASSICAL]
+    )
+
+
+def test_every_table_keyed_by_family_covers_the_registry():
+    """Data tables keyed by family live beside their users; each has an entry per family."""
+    from evaluation.benchmarks import FAMILY_RANK
+    from expert_eval.study import _FAMILY_NAMES
+    from stm_zoo.bench.measure import BENCH_MODELS
+    from stm_zoo.cards import FAMILY_TEXT
+    from training.entry import LOSS_TEXT, SAMPLER_TEXT, X0_WEIGHT_TEXT
+    from webapp.models import FAMILY_LABELS
+
+    for table in (MODEL_LABELS, FAMILY_LABELS, _FAMILY_NAMES):
+        assert tuple(table) == FAMILIES
+    for table in (FAMILY_SIZES, EVALUATIONS_PER_STEP, FAMILY_TEXT, SAMPLER_TEXT, LOSS_TEXT):
+        assert tuple(table) == LEARNED_FAMILIES
+    assert tuple(X0_WEIGHT_TEXT) == SAMPLED_FAMILIES
+    assert set(FAMILIES) <= set(FAMILY_RANK)
+    assert all(set(sizes) <= set(SIZES) for sizes in FAMILY_SIZES.values())
+    assert BENCH_MODELS == (
+        ("ae", "large"),
+        ("ddim", "small"),
+        ("ddim", "large"),
+        ("fm", "small"),
+        ("fm", "large"),
+    )
+    assert all(size in FAMILY_SIZES[family] for family, size in BENCH_MODELS)
