@@ -248,13 +248,9 @@ def feature_spaces(
 ) -> tuple[FeatureSpace, FeatureSpace]:
     """Load the Inception (KID) and CLIP (CMMD) extractors; missing weights are reported, not
     raised."""
-    from evaluation.features import (
-        WeightsUnavailable,
-        clip_embeddings,
-        inception_features,
-        load_clip,
-        load_inception,
-    )
+    from evaluation.clip import clip_embeddings, load_clip
+    from evaluation.features import WeightsUnavailable
+    from evaluation.inception import inception_features, load_inception
 
     spaces = []
     for name, load, embed in (
@@ -335,7 +331,7 @@ def evaluate_experimental(
         batch, device, dtype, only: as in `evaluate_synthetic`.
         seed: noise seed (degraded scan i gets the seed derived from (seed, i)) and KID subset
             seed.
-        inception: FID Inception weights file (default: the search in `evaluation.features`).
+        inception: FID Inception weights file (default: the search in `evaluation.inception`).
         clip: CLIP model directory or cached repo id (default: ViT-L/14-336 from the HF cache).
         kid_subsets, kid_subset_size: KID subsets (subset size capped by the smaller set).
         examples: tiles of each set kept for the example grid.

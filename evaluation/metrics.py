@@ -12,7 +12,8 @@ Definitions follow ../shared/design/metrics.md:
   sigma = 10, times 1000. The paper's text writes / sigma^2; we follow the reference code, whose
   numbers the paper reports.
 
-Features come from `evaluation.features`; this module only does the arithmetic (numpy, no torch).
+Features come from `evaluation.inception` and `evaluation.clip`; this module only does the
+arithmetic (numpy, no torch).
 """
 
 from __future__ import annotations

