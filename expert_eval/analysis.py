@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 
 from expert_eval.cli import add_db_argument
+from expert_eval.configurations import model_label
 from expert_eval.records import RatingRecord
 from expert_eval.store import open_studies
-from expert_eval.study import model_label
 from stm_zoo.errors import StmZooError
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,9 @@ from typing import Any
 
 from expert_eval.analysis import records_frame
 from expert_eval.cli import add_db_argument
+from expert_eval.configurations import model_label
 from expert_eval.records import RatingRecord
 from expert_eval.store import ExpertStore, open_studies
-from expert_eval.study import model_label
 from stm_zoo.errors import StmZooError
 
 

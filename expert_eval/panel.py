@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from expert_eval.analysis import summarise
+from expert_eval.blinding import LABELS, presentation_order, rater_key
+from expert_eval.blinding import trial_sort_key as _trial_sort_key
 from expert_eval.export import write_ratings_csv
 from expert_eval.records import InvalidSubmission, Score, Submission
 from expert_eval.store import ExpertStore, open_studies
-from expert_eval.study import LABELS, Study, Trial, now_iso, presentation_order, rater_key
-from expert_eval.study import trial_sort_key as _trial_sort_key
+from expert_eval.study import Study, Trial, now_iso
 from expert_eval.sync import RatingsSync, start_sync
 from stm_zoo.errors import StmZooError
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from expert_eval.study import rater_key
+from expert_eval.blinding import rater_key
 from stm_zoo.errors import StmZooError
 
 MAX_COMMENT = 2000

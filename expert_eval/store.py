@@ -36,6 +36,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+from expert_eval.blinding import rater_key
 from expert_eval.raters import new_token, token_hash
 from expert_eval.records import (
     InvalidSubmission,
@@ -46,7 +47,7 @@ from expert_eval.records import (
     check_submission,
     parse_answer,
 )
-from expert_eval.study import Study, now_iso, rater_key
+from expert_eval.study import Study, now_iso
 from stm_zoo.errors import StmZooError
 
 log = logging.getLogger(__name__)

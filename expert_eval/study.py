@@ -1,8 +1,9 @@
-"""Expert studies: model configurations, preparing a study folder, and blinding trials.
+"""Expert studies: the study folder, its records, and preparing it.
 
-A study is one task x a set of input scans x a set of model configurations (`ModelSpec`, written
-`fm-small-2`, `ddim-large-10`, `ddim-fft-large-10`, `ae-large`, `classical`). `prepare` runs every
-model once on every input and writes a study folder:
+A study is one task x a set of input scans x a set of model configurations
+(`expert_eval.configurations.ModelSpec`, written `fm-small-2`, `ddim-large-10`,
+`ddim-fft-large-10`, `ae-large`, `classical`). `prepare` runs every model once on every input and
+writes a study folder:
 
     STUDY_DIR/
       study.json              the manifest: inputs, trials, and the output id -> model mapping
@@ -13,22 +14,16 @@ Ids are random hex tokens (`secrets.token_hex`), so neither a file name nor an i
 made an output; the mapping lives only in `study.json` and the SQLite store, both server-side.
 The folder is never served: raters see freshly rendered PNGs (`expert_eval.panel`).
 
-Blinding: the order in which a rater meets the trials, and the order of the outputs (labelled A,
-B, C, ...) within a trial, are drawn from HMAC-SHA256(study secret, rater, trial). They are fixed
-for one rater (a reload shows the same screen) and independent between raters; without the
-secret, which never leaves the server, the order cannot be predicted.
+Blinding: each study holds a secret from which `expert_eval.blinding` draws every rater's order
+of the trials and of the outputs within a trial.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import re
 import secrets
 import shutil
-import string
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -37,118 +32,14 @@ from typing import Any
 
 import numpy as np
 
+from expert_eval.configurations import parse_models
 from stm_zoo.errors import StmZooError
-from stm_zoo.registry import (
-    CLASSICAL,
-    FAMILIES,
-    LEARNED_FAMILIES,
-    SIZES,
-    has_fourier_loss,
-    is_learned,
-    takes_steps,
-)
+from stm_zoo.registry import is_learned
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "study.json"
-LABELS = string.ascii_uppercase
-MAX_OUTPUTS = 8
-"""Most model configurations per study: each needs its own column on the rater's screen."""
-MAX_RATER_NAME = 64
-_MODEL_RE = re.compile(
-    # Longest names first, so that "ddim-fft-large" is not read as family "ddim".
-    rf"^({'|'.join(map(re.escape, sorted(LEARNED_FAMILIES, key=len, reverse=True)))})"
-    rf"-({'|'.join(SIZES)})(?:-(\d+))?$"
-)
-_FAMILY_NAMES = {
-    "fm": "FM",
-    "ddim": "DDIM",
-    "ddim-fft": "DDIM",
-    "ae": "Autoencoder",
-    CLASSICAL: "Classical (Gwyddion-style)",
-}
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model configuration of a study.
-
-    Attributes:
-        family: one of `stm_zoo.registry.FAMILIES`.
-        size: "small" or "large" ("small" for a family without a network, which has no size).
-        steps: sampler steps (1 for the families that take none: ae, classical).
-    """
-
-    family: str
-    size: str
-    steps: int
-
-    @classmethod
-    def parse(cls, text: str) -> ModelSpec:
-        """Read `fm-small-2`, `ddim-large-10`, `ddim-fft-large-10`, `ae-large` or `classical`.
-
-        Raises:
-            StmZooError: an unknown family or size, a size the family does not come in (paper
-                Table I), or a missing/extra step count.
-        """
-        text = text.strip().lower()
-        if text in FAMILIES and not is_learned(text):
-            return cls(text, "small", 1)
-        match = _MODEL_RE.match(text)
-        if match is None:
-            raise StmZooError(
-                f"Model configuration {text!r} is not FAMILY-SIZE[-STEPS]: write e.g. fm-small-2, "
-                "ddim-large-10, ddim-fft-large-10, ae-large or classical."
-            )
-        family, size, steps = match.group(1), match.group(2), match.group(3)
-        from stm_zoo.zoo import registry
-
-        if not any(k.family == family and k.size == size for k in registry()):
-            raise StmZooError(
-                f"Model configuration {text!r}: family {family} comes in size large only "
-                f"(paper Table I): write {family}-large{'' if steps is None else '-' + steps}."
-            )
-        if takes_steps(family):
-            if steps is None or int(steps) < 1:
-                raise StmZooError(
-                    f"Model configuration {text!r} needs a step count of at least 1, "
-                    f"e.g. {family}-{size}-10."
-                )
-            return cls(family, size, int(steps))
-        if steps is not None:
-            raise StmZooError(
-                f"Model configuration {text!r}: the autoencoder takes no steps; write ae-{size}."
-            )
-        return cls(family, size, 1)
-
-    @property
-    def name(self) -> str:
-        """The canonical configuration string, e.g. `fm-small-2` (parses back to itself)."""
-        if not is_learned(self.family):
-            return self.family
-        if takes_steps(self.family):
-            return f"{self.family}-{self.size}-{self.steps}"
-        return f"{self.family}-{self.size}"
-
-    @property
-    def label(self) -> str:
-        """A human label in the paper's style, e.g. "DDIM Large (FFT, 10 steps)"."""
-        if not is_learned(self.family):
-            return _FAMILY_NAMES[self.family]
-        base = f"{_FAMILY_NAMES[self.family]} {self.size.capitalize()}"
-        details = ["FFT"] if has_fourier_loss(self.family) else []
-        if takes_steps(self.family):
-            details.append(f"{self.steps} step{'s' if self.steps > 1 else ''}")
-        return f"{base} ({', '.join(details)})" if details else base
-
-
-def model_label(name: str) -> str:
-    """`ModelSpec.parse(name).label`, or the name itself when it does not parse."""
-    try:
-        return ModelSpec.parse(name).label
-    except StmZooError:
-        return name
 
 
 @dataclass
@@ -330,54 +221,6 @@ def now_iso() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Blinding
-
-
-def rater_key(name: str) -> str:
-    """The identity of a rater: the name with whitespace collapsed, case-folded.
-
-    Raises:
-        StmZooError: an empty name, one longer than 64 characters, or control characters.
-    """
-    if not isinstance(name, str):
-        raise StmZooError("Enter your name or rater id (text) before starting.")
-    collapsed = " ".join(name.split())
-    if not collapsed:
-        raise StmZooError("Enter your name or rater id before starting.")
-    if len(collapsed) > MAX_RATER_NAME:
-        raise StmZooError(f"Your name or rater id is longer than {MAX_RATER_NAME} characters.")
-    if any(not c.isprintable() for c in collapsed):
-        raise StmZooError("Your name or rater id holds control characters: use plain text.")
-    return collapsed.casefold()
-
-
-def _digest(secret: str, *parts: str) -> bytes:
-    message = "\x1f".join(parts).encode("utf-8")
-    return hmac.new(bytes.fromhex(secret), message, hashlib.sha256).digest()
-
-
-def presentation_order(secret: str, rater: str, trial_id: str, n: int) -> list[int]:
-    """The order a rater sees a trial's outputs in: label LABELS[i] shows output order[i].
-
-    Args:
-        secret: the study's hex secret.
-        rater: `rater_key(name)`.
-        trial_id: the trial.
-        n: number of outputs.
-
-    Returns:
-        A permutation of range(n), fixed for (rater, trial) and unpredictable without `secret`.
-    """
-    seed = int.from_bytes(_digest(secret, "outputs", rater, trial_id), "big")
-    return [int(i) for i in np.random.default_rng(seed).permutation(n)]
-
-
-def trial_sort_key(secret: str, rater: str, trial_id: str) -> bytes:
-    """Sorting trials by this key gives each rater their own random order of the trials."""
-    return _digest(secret, "trials", rater, trial_id)
-
-
-# ---------------------------------------------------------------------------------------------
 # Preparing a study
 
 Progress = Callable[[int, int], None]
@@ -389,25 +232,6 @@ def _new_id(taken: set[str]) -> str:
         if token not in taken:
             taken.add(token)
             return token
-
-
-def parse_models(models: Sequence[str]) -> list[ModelSpec]:
-    """Parse the configurations of a study, refusing duplicates and too many.
-
-    Raises:
-        StmZooError: fewer than 2 or more than `MAX_OUTPUTS` configurations, a duplicate, or one
-            that does not parse.
-    """
-    specs = [ModelSpec.parse(m) for m in models]
-    names = [s.name for s in specs]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise StmZooError(f"--models lists {', '.join(duplicates)} twice: give each once.")
-    if not 2 <= len(specs) <= MAX_OUTPUTS:
-        raise StmZooError(
-            f"--models gives {len(specs)} configuration(s): a study compares 2 to {MAX_OUTPUTS}."
-        )
-    return specs
 
 
 def prepare(

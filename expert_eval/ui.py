@@ -5,7 +5,7 @@ This module lays the tab out and wires its events; the logic behind it, free of 
 
 A new rater types a name, is issued a rater token (shown once, with a resume link
 `?rater=<token>`) and gets their first trial: the input scan and every output, labelled A, B, C,
-... in an order drawn for this rater and trial (`expert_eval.study`). They rate each output 1-5,
+... in an order drawn for this rater and trial (`expert_eval.blinding`). They rate each output 1-5,
 rank them (one dropdown per output, checked to be a permutation), may comment and submit; the next
 trial follows. To carry on later they paste the token under Resume or open the resume link; a
 typed name alone resumes nothing: a name already taken is refused with a request for the token
@@ -31,9 +31,9 @@ from typing import Any
 
 import gradio as gr
 
+from expert_eval.blinding import LABELS
 from expert_eval.panel import ADMIN_TOKEN_ENV, ExpertPanel, Screen, build_panel
 from expert_eval.raters import QUERY_PARAMETER
-from expert_eval.study import LABELS
 from stm_zoo.errors import StmZooError
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,9 @@ import pytest
 
 from expert_eval import study as sm
 from expert_eval.__main__ import main
-from expert_eval.study import ModelSpec, Study
+from expert_eval.blinding import presentation_order, rater_key
+from expert_eval.configurations import ModelSpec, parse_models
+from expert_eval.study import Study
 from stm_zoo.errors import ModelNotFoundError, StmZooError
 
 MODEL_WORDS = ("classical", "fm", "ddim", "small", "large", "step", "ae")
@@ -53,9 +55,9 @@ def test_bad_model_configurations_say_what_to_write(text, message):
 
 def test_a_study_needs_two_to_eight_distinct_models():
     with pytest.raises(StmZooError, match="twice"):
-        sm.parse_models(["fm-small-2", "FM-small-2"])
+        parse_models(["fm-small-2", "FM-small-2"])
     with pytest.raises(StmZooError, match="2 to 8"):
-        sm.parse_models(["classical"])
+        parse_models(["classical"])
 
 
 def test_prepared_study_is_complete_and_opaque(prepared_study):
@@ -149,22 +151,22 @@ def test_load_reports_a_damaged_study(prepared_study, tmp_path):
 
 def test_presentation_order_is_fixed_per_rater_and_trial_and_varies_between_raters():
     secret = "ab" * 32
-    assert sm.presentation_order(secret, "alice", "t1", 3) == sm.presentation_order(
+    assert presentation_order(secret, "alice", "t1", 3) == presentation_order(
         secret, "alice", "t1", 3
     )
-    orders = Counter(tuple(sm.presentation_order(secret, f"r{i}", "t1", 3)) for i in range(600))
+    orders = Counter(tuple(presentation_order(secret, f"r{i}", "t1", 3)) for i in range(600))
     assert len(orders) == 6 and min(orders.values()) > 60  # all 3! orders, roughly uniform
-    per_trial = {tuple(sm.presentation_order(secret, "alice", f"t{i}", 3)) for i in range(40)}
+    per_trial = {tuple(presentation_order(secret, "alice", f"t{i}", 3)) for i in range(40)}
     assert len(per_trial) > 1
-    other_secret = [sm.presentation_order("cd" * 32, f"r{i}", "t1", 3) for i in range(20)]
-    assert other_secret != [sm.presentation_order(secret, f"r{i}", "t1", 3) for i in range(20)]
+    other_secret = [presentation_order("cd" * 32, f"r{i}", "t1", 3) for i in range(20)]
+    assert other_secret != [presentation_order(secret, f"r{i}", "t1", 3) for i in range(20)]
 
 
 def test_rater_identity_ignores_case_and_spacing():
-    assert sm.rater_key("  Dr.  Alice  Smith ") == sm.rater_key("dr. alice smith")
+    assert rater_key("  Dr.  Alice  Smith ") == rater_key("dr. alice smith")
     for bad in ("", "   ", "x" * 65, "a\x00b", "bell\x07"):
         with pytest.raises(StmZooError):
-            sm.rater_key(bad)
+            rater_key(bad)
 
 
 def test_cli_prepare_writes_a_study(tiny_zoo, tmp_path, capsys, single_thread):

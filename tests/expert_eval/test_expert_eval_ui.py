@@ -19,8 +19,9 @@ import pytest
 from PIL import Image
 
 from expert_eval import ui
+from expert_eval.blinding import rater_key
 from expert_eval.panel import ADMIN_TOKEN_ENV, build_panel
-from expert_eval.study import Study, rater_key
+from expert_eval.study import Study
 from stm_zoo.errors import StmZooError
 from webapp.previews import display_size, render
 
