@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import evaluation.cli_experimental as experimental
-from evaluation.cli_experimental import FeatureSpace, evaluate_experimental, scan_tiles
+from evaluation.cli_experimental import FeatureSpace, evaluate_experimental
+from evaluation.real_tiles import scan_tiles
 from stm_zoo.io import load_scan
 from stm_zoo.pipeline import RestoreOptions, restore
 
