@@ -22,6 +22,9 @@ Guarantees:
 
 Answers leave the store as records (`expert_eval.records`), written to files by
 `expert_eval.export` and pushed to the Hub by `expert_eval.sync`.
+
+One file because it is one class over one database: the schema, its migration and every query
+that writes or reads answers sit together, so each guarantee above can be checked in one place.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ the scan's pixel size). Two questions are answered from one FFT each:
 When the slow axis is too coarse to show the rows (super-resolution inputs: every k-th line), only
 orientations whose slow-axis component stays below that axis's Nyquist frequency are searched,
 as aliases of the others land anywhere.
+
+One file because both questions run the same steps (Hann-windowed spectrum, whitening, the peak
+search on one frequency grid) and share the thresholds below; its length is that one job.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ On disk (`out_dir/`):
   without any image work, by `replay_params`.
 - `targeted/<name>/`: with `targeted=True`, the paper's single-degradation test sets, each a dataset
   of its own (test split only, drawn from the test scans) with the same layout.
+
+One file because writing, reading back and replaying share the on-disk format (manifest fields,
+shard layout, the per-sample draws): a change to one is a change to all three.
 """
 
 from __future__ import annotations

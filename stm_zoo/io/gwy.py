@@ -19,6 +19,9 @@ after every component, and the whole file twice): data arrays are views of the m
 the selected field's values are ever read and copied, once, into the float32 `Scan`. (As with
 any memory-mapped reader, another process truncating the file during the read is not survivable.)
 The objects are gwyfile's classes, and gwyfile serialises what we write.
+
+One file for the format: reading and writing share the container layout and the "stm_zoo.*"
+metadata keys, and the bounded parser of the serialised objects serves only this reader.
 """
 
 from __future__ import annotations

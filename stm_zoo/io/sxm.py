@@ -13,6 +13,9 @@ our files): nanonispy2 assumes every channel holds both directions (files with f
 channels fail to reshape), reads the whole data block before any size check, accepts only a
 lower-case `.sxm` name, and lower-cases and converts header values, so it cannot give back the raw
 header a writer needs to keep the instrument's metadata.
+
+One file for the format: the header parser, the reader and the writer share the header's tags
+and data layout, and the writer rewrites the header a reader parsed, so they change together.
 """
 
 from __future__ import annotations
