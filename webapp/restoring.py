@@ -2,7 +2,7 @@
 
 Downloads are the result in the input's format plus .gwy, 16-bit .png and float32 .npy; the
 previews (`webapp.previews`) are for display only. User-fixable problems raise `StmZooError`
-(app.py shows them with `gr.Error`).
+(`webapp.tabs.common.user_errors` shows them with `gr.Error`).
 """
 
 from __future__ import annotations

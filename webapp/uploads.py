@@ -2,7 +2,8 @@
 
 File types are checked case-insensitively by name, and a MATRIX data file and its parameter file
 (each in its own upload folder) are copied into one private folder of the request
-(`new_work_dir`). User-fixable problems raise `StmZooError` (app.py shows them with `gr.Error`).
+(`new_work_dir`). User-fixable problems raise `StmZooError` (`webapp.tabs.common.user_errors`
+shows them with `gr.Error`).
 """
 
 from __future__ import annotations
