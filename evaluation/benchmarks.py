@@ -50,13 +50,7 @@ from stm_zoo.registry import (
     model_label,
     takes_steps,
 )
-from stm_zoo.zoo import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    EntryKey,
-    LoadedModel,
-    registry,
-)
+from stm_zoo.zoo import EntryKey, LoadedModel, local_entry, locate, registry
 
 logger = logging.getLogger(__name__)
 
@@ -183,8 +177,7 @@ def available_entries(task: str, zoo: Path, only: Iterable[str] | None = None) -
     for key in registry():
         if key.task != task or (wanted is not None and f"{key.family}-{key.size}" not in wanted):
             continue
-        folder = Path(zoo) / key.subdir
-        if (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file():
+        if local_entry(key, zoo) is not None:
             keys.append(key)
     if wanted is not None:
         unknown = wanted - {f"{k.family}-{k.size}" for k in keys}
@@ -206,7 +199,8 @@ def load_entries(
 
     models = {}
     for key in keys:
-        model = load_entry(Path(zoo) / key.subdir, device=device, dtype=dtype)
+        folder = locate(key, allow_hub=False, search_path=zoo)
+        model = load_entry(folder, device=device, dtype=dtype)
         if model.device == "cpu":
             model.network.to(memory_format=torch.channels_last)
         models[key] = model

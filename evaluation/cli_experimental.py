@@ -43,7 +43,7 @@ from evaluation.real_tiles import cut_scans, halves, load_scan_folder
 from evaluation.tables import Cell, Table, write_json, write_tables
 from stm_zoo.errors import StmZooError
 from stm_zoo.registry import CLASSICAL
-from stm_zoo.zoo import SR_FACTOR, TASKS, EntryKey, LoadedModel, zoo_dir
+from stm_zoo.zoo import SR_FACTOR, TASKS, EntryKey, LoadedModel, zoo_search_path
 
 logger = logging.getLogger(__name__)
 
@@ -389,7 +389,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="folder of real pristine scans (SR: high-resolution scans)",
     )
     parser.add_argument("--task", choices=TASKS, required=True)
-    parser.add_argument("--zoo", type=Path, default=None, help="zoo folder (default: STM_ZOO_DIR)")
+    parser.add_argument(
+        "--zoo", type=Path, default=None, help="zoo folder(s) as in STM_ZOO_DIR (default: it)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
         "--steps", type=int, nargs="+", default=[2, 5, 10], help="sampler step counts"
@@ -423,7 +425,7 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise StmZooError(f"--{name.replace('_', '-')} must be at least 1, got {value}.")
-    zoo = args.zoo or zoo_dir()
+    zoo = args.zoo or Path(zoo_search_path())
     result = evaluate_experimental(
         zoo,
         args.degraded,

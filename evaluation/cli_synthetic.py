@@ -51,7 +51,16 @@ from evaluation.metrics import DATA_RANGE
 from evaluation.tables import Cell, Table, write_json, write_tables
 from stm_zoo.errors import StmZooError
 from stm_zoo.registry import CLASSICAL, takes_steps
-from stm_zoo.zoo import CARD_NAME, CONFIG_NAME, SR_FACTOR, TASKS, EntryConfig, EntryKey, zoo_dir
+from stm_zoo.zoo import (
+    CARD_NAME,
+    CONFIG_NAME,
+    SR_FACTOR,
+    TASKS,
+    EntryConfig,
+    EntryKey,
+    locate,
+    zoo_search_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -423,7 +432,7 @@ def update_cards(result: SyntheticResult, zoo: Path) -> list[Path]:
         EntryKey(result.task, r.spec.family, r.spec.size) for r in result.rows if r.spec.learned
     }
     for key in sorted(keys, key=str):
-        folder = Path(zoo) / key.subdir
+        folder = locate(key, allow_hub=False, search_path=zoo)  # the folder that served it
         config = EntryConfig.from_file(folder / CONFIG_NAME)
         fresh = card_metrics(result, key)
         old = config.metrics.get("test", {})
@@ -484,7 +493,9 @@ def violin_rows(rows: Sequence[ScoredRow]) -> list[ScoredRow]:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of `python -m evaluation synthetic`."""
-    parser.add_argument("--zoo", type=Path, default=None, help="zoo folder (default: STM_ZOO_DIR)")
+    parser.add_argument(
+        "--zoo", type=Path, default=None, help="zoo folder(s) as in STM_ZOO_DIR (default: it)"
+    )
     parser.add_argument(
         "--data", type=Path, required=True, help="dataset folder from `python -m training data`"
     )
@@ -519,7 +530,7 @@ def run(args: argparse.Namespace) -> int:
         raise StmZooError(f"--limit must be at least 1, got {args.limit}.")
     if args.batch < 1 or args.examples < 1:
         raise StmZooError("--batch and --examples must be at least 1.")
-    zoo = args.zoo or zoo_dir()
+    zoo = args.zoo or Path(zoo_search_path())
     result = evaluate_synthetic(
         zoo,
         args.data,

@@ -70,15 +70,20 @@ def read_curve(log_path: Path, entry: str) -> Curve | None:
     )
 
 
-def zoo_curves(zoo: Path) -> list[Curve]:
-    """One curve per entry of `zoo` that has a training log with validation rows."""
-    curves = []
-    for log_path in sorted(zoo.glob(f"*/*/{LOG_NAME}")):
-        entry = f"{log_path.parent.parent.name}/{log_path.parent.name}"
-        curve = read_curve(log_path, entry)
-        if curve is not None:
-            curves.append(curve)
-    return curves
+def zoo_curves(zoo: Path | str | None = None) -> list[Curve]:
+    """One curve per entry that has a training log with validation rows, from the zoo folders
+    of `zoo` (one or several, as in STM_ZOO_DIR; default it); the first folder with an entry's
+    log gives its curve."""
+    from stm_zoo.zoo import zoo_dirs
+
+    curves: dict[str, Curve] = {}
+    for root in zoo_dirs(zoo):
+        for log_path in sorted(root.glob(f"*/*/{LOG_NAME}")):
+            entry = f"{log_path.parent.parent.name}/{log_path.parent.name}"
+            curve = None if entry in curves else read_curve(log_path, entry)
+            if curve is not None:
+                curves[entry] = curve
+    return list(curves.values())
 
 
 def plot_curves(curves: list[Curve], path: Path) -> Path:
@@ -117,14 +122,14 @@ def plot_curves(curves: list[Curve], path: Path) -> Path:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--zoo", type=Path, default=None, help="zoo folder (default STM_ZOO_DIR)")
+    parser.add_argument(
+        "--zoo", type=Path, default=None, help="zoo folder(s) as in STM_ZOO_DIR (default: it)"
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/img/zoo_learning_curves.png"))
 
 
 def run(args: argparse.Namespace) -> int:
-    from stm_zoo.zoo import zoo_dir
-
-    curves = zoo_curves(args.zoo or zoo_dir())
+    curves = zoo_curves(args.zoo)
     path = plot_curves(curves, args.out)
     for c in curves:
         print(

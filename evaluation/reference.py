@@ -229,9 +229,9 @@ def update_card(
     regenerate its card (keeping the card's extra sections)."""
     from evaluation.cli_synthetic import _merge_card_sections
     from stm_zoo.cards import entry_card
-    from stm_zoo.zoo import CARD_NAME, CONFIG_NAME, EntryConfig, EntryKey, zoo_dir
+    from stm_zoo.zoo import CARD_NAME, CONFIG_NAME, EntryConfig, EntryKey, locate
 
-    folder = (zoo or zoo_dir()) / EntryKey(task, family, size).subdir
+    folder = locate(EntryKey(task, family, size), allow_hub=False, search_path=zoo)
     config = EntryConfig.from_file(folder / CONFIG_NAME)
     reference = {
         "data": "real near-pristine Si(001):H, 512x512, 100 nm (shared/data/si001h-reference)"

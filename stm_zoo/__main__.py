@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("stm_zoo.io.cli_info", "show format, channels, size and bias of a scan file"),
     "convert": ("stm_zoo.io.cli_convert", "convert a scan file to another format"),
     "restore": ("stm_zoo.restore_cli", "restore or super-resolve scan files and folders"),
-    "zoo": ("stm_zoo.zoo_cli", "list the zoo entries, where they are and their metrics"),
+    "zoo": ("stm_zoo.zoo_cli", "list the zoo entries and their scores; commit unbundled cards"),
     "publish": ("stm_zoo.publish", "upload the local zoo to a Hugging Face Hub model repo"),
     "bench": ("stm_zoo.bench.cli", "time every model per step (128x128) and a 512x512 restore"),
 }

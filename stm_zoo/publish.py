@@ -1,43 +1,91 @@
-"""`python -m stm_zoo publish`: upload the local zoo to a Hugging Face Hub model repo."""
+"""`python -m stm_zoo publish`: upload zoo entries to a Hugging Face Hub model repo.
+
+The entries come from one or several zoo folders (`--zoo`, default STM_ZOO_DIR, searched in order
+like `stm_zoo.zoo.zoo_dirs`), e.g. a published-layout folder holding only the large entries whose
+weights stay out of git; `--entries` limits the upload to some of them. After publishing large
+entries, `python -m stm_zoo zoo cards --from FOLDER ENTRY...` commits their config + card pair.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from stm_zoo.cards import entry_card
 from stm_zoo.errors import StmZooError
-from stm_zoo.zoo import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, EntryConfig, registry, zoo_dir
+from stm_zoo.zoo import (
+    CARD_NAME,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    EntryConfig,
+    EntryKey,
+    local_entry,
+    registry,
+    zoo_search_path,
+)
 
 
-def publish_plan(root: Path, repo_id: str) -> list[tuple[Path, str]]:
-    """(local file, path in repo) for every complete local entry, cards regenerated from configs."""
+def publish_plan(
+    root: str | os.PathLike[str] | None, repo_id: str, entries: Sequence[str] = ()
+) -> list[tuple[Path, str]]:
+    """(local file, path in repo) for every complete local entry (or the named ones).
+
+    Args:
+        root: zoo folders separated by `os.pathsep` (default STM_ZOO_DIR); each entry comes from
+            the first folder holding its config.json and model.safetensors.
+        repo_id: the Hub repo (named in errors).
+        entries: entry names such as "restore/ae-large"; empty: every complete entry.
+
+    Raises:
+        StmZooError: a named entry is not complete in any folder, or there is nothing to publish.
+    """
+    wanted = [EntryKey.parse(name) for name in entries]
     plan = []
-    for key in registry():
-        folder = root / key.subdir
-        if (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file():
-            for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
-                plan.append((folder / name, f"{key.subdir}/{name}"))
+    for key in wanted or registry():
+        folder = local_entry(key, root)
+        if folder is None:
+            if wanted:
+                raise StmZooError(
+                    f"{key} has no complete entry (config.json + model.safetensors) in "
+                    f"{zoo_search_path(root)}: nothing of it can be published to {repo_id}."
+                )
+            continue
+        plan += [(folder / name, f"{key.subdir}/{name}") for name in (CONFIG_NAME, WEIGHTS_NAME)]
+        plan.append((folder / CARD_NAME, f"{key.subdir}/{CARD_NAME}"))
     if not plan:
-        raise StmZooError(f"{root} holds no complete zoo entry to publish: train one first.")
+        raise StmZooError(
+            f"{zoo_search_path(root)} holds no complete zoo entry to publish: train one first."
+        )
     return plan
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo-id", required=True, help="Hub model repo, OWNER/NAME")
-    parser.add_argument("--zoo", type=Path, default=None, help="zoo folder (default STM_ZOO_DIR)")
+    parser.add_argument(
+        "--zoo",
+        default=None,
+        metavar="FOLDERS",
+        help=f"zoo folders searched in order, separated by {os.pathsep!r} (default STM_ZOO_DIR)",
+    )
+    parser.add_argument(
+        "--entries",
+        nargs="+",
+        default=[],
+        metavar="ENTRY",
+        help="publish only these, e.g. restore/ae-large",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, upload nothing")
     parser.add_argument("--private", action="store_true", help="create the repo as private")
 
 
 def run(args: argparse.Namespace) -> int:
-    root = args.zoo or zoo_dir()
-    plan = publish_plan(root, args.repo_id)
-    for key in registry():  # refresh the cards from the configs so the metrics are current
-        config_path = root / key.subdir / CONFIG_NAME
-        if any(local == config_path for local, _ in plan):
-            card = entry_card(EntryConfig.from_file(config_path))
-            (root / key.subdir / CARD_NAME).write_text(card, encoding="utf-8")
+    plan = publish_plan(args.zoo, args.repo_id, args.entries)
+    for config_path in [local for local, _ in plan if local.name == CONFIG_NAME]:
+        # refresh the cards from the configs so the metrics are current
+        card = entry_card(EntryConfig.from_file(config_path))
+        (config_path.parent / CARD_NAME).write_text(card, encoding="utf-8")
     total = sum(local.stat().st_size for local, _ in plan)
     print(
         f"{'would upload' if args.dry_run else 'uploading'} {len(plan)} files "

@@ -4,9 +4,12 @@ One entry = one folder `<task>/<family>-<size>/` laid out like a Hugging Face Hu
 `config.json` (everything needed to rebuild the network and its sampler, the training budget and
 the measured metrics), `model.safetensors` (EMA weights) and `README.md` (the model card).
 
-Resolution order for `load_model`: explicit path -> `STM_ZOO_DIR` (default: the repository's
-`zoo/`) -> the Hub repo `STM_ZOO_REPO` through huggingface_hub (cached, honours HF_HUB_OFFLINE).
-Only safetensors and validated JSON are ever read: never pickles.
+Resolution order for `load_model`: explicit path -> the local zoo folders of `STM_ZOO_DIR` (one
+folder or several separated by `os.pathsep`, searched in order; default: the repository's `zoo/`)
+-> the Hub repo `STM_ZOO_REPO` through huggingface_hub (cached, honours HF_HUB_OFFLINE). The
+first local folder holding an entry's config.json and model.safetensors serves it; a folder with
+the config.json (and card) alone is a card-only entry: its weights live elsewhere (the large
+entries are too big for git). Only safetensors and validated JSON are ever read: never pickles.
 """
 
 from __future__ import annotations
@@ -71,6 +74,18 @@ class EntryKey:
     def subdir(self) -> str:
         """Path of the entry inside a zoo folder or Hub repo, e.g. `restore/fm-small`."""
         return f"{self.task}/{self.family}-{self.size}"
+
+    @classmethod
+    def parse(cls, name: str) -> EntryKey:
+        """`restore/ae-large` -> EntryKey("restore", "ae", "large"), for command-line names."""
+        task, _, entry = name.strip("/").partition("/")
+        family, _, size = entry.rpartition("-")
+        if not (task and family and size):
+            raise StmZooError(
+                f"{name!r} is not an entry name: write <task>/<family>-<size>, e.g. "
+                "restore/ae-large (`python -m stm_zoo zoo list` shows them all)."
+            )
+        return cls(task, family, size)
 
     def __str__(self) -> str:
         return self.subdir
@@ -250,17 +265,18 @@ def synthetic_score(config: EntryConfig) -> SyntheticScore | None:
     )
 
 
-def default_model(task: str, root: Path | None = None) -> tuple[str, str]:
+def default_model(task: str, root: str | os.PathLike[str] | None = None) -> tuple[str, str]:
     """(family, size) the app and CLI offer first for `task`: the local entry with the best
     synthetic-test PSNR among those that beat the classical baseline, else (`CLASSICAL`, "small").
 
     An entry whose card has no test metrics, or that does not beat `classical`, is never the
-    default (users may still pick it; the app then says so).
+    default (users may still pick it; the app then says so). `root`: a zoo search path
+    (`zoo_dirs`; default STM_ZOO_DIR).
     """
     best: tuple[float, str, str] | None = None
     for key in registry():
-        folder = (root or zoo_dir()) / key.subdir
-        if key.task != task or not (folder / WEIGHTS_NAME).is_file():
+        folder = local_entry(key, root) if key.task == task else None
+        if folder is None:
             continue
         try:
             score = synthetic_score(EntryConfig.from_file(folder / CONFIG_NAME))
@@ -271,9 +287,64 @@ def default_model(task: str, root: Path | None = None) -> tuple[str, str]:
     return (CLASSICAL, "small") if best is None else (best[1], best[2])
 
 
+def zoo_dirs(search_path: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The local zoo folders, in the order they are searched.
+
+    Args:
+        search_path: one folder or several separated by `os.pathsep`
+            (`zoo:~/.cache/stm-zoo/large`); default `STM_ZOO_DIR`, else the repository's `zoo/`.
+            `~` is expanded and empty parts are skipped.
+    """
+    text = os.fspath(search_path) if search_path is not None else os.environ.get("STM_ZOO_DIR")
+    folders = [Path(part).expanduser() for part in (text or "").split(os.pathsep) if part.strip()]
+    return folders or [REPO_ZOO_DIR]
+
+
 def zoo_dir() -> Path:
-    """The local zoo folder: `STM_ZOO_DIR` or the repository's `zoo/`."""
-    return Path(os.environ.get("STM_ZOO_DIR", REPO_ZOO_DIR))
+    """The primary (first) local zoo folder of `zoo_dirs()`."""
+    return zoo_dirs()[0]
+
+
+def zoo_search_path(search_path: str | os.PathLike[str] | None = None) -> str:
+    """`zoo_dirs(search_path)` joined by `os.pathsep`: what to record or pass on as `--zoo`."""
+    return os.pathsep.join(str(folder) for folder in zoo_dirs(search_path))
+
+
+def local_entry(key: EntryKey, search_path: str | os.PathLike[str] | None = None) -> Path | None:
+    """The entry folder that serves `key` locally: the first of `zoo_dirs(search_path)` holding
+    its config.json and model.safetensors (None when no folder does)."""
+    for root in zoo_dirs(search_path):
+        folder = root / key.subdir
+        if (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file():
+            return folder
+    return None
+
+
+def card_only_entry(
+    key: EntryKey, search_path: str | os.PathLike[str] | None = None
+) -> Path | None:
+    """The first entry folder of `zoo_dirs(search_path)` holding `key`'s config.json but no
+    weights: a card committed to git whose weights live in a published-layout folder or the Hub."""
+    for root in zoo_dirs(search_path):
+        folder = root / key.subdir
+        if (folder / CONFIG_NAME).is_file() and not (folder / WEIGHTS_NAME).is_file():
+            return folder
+    return None
+
+
+def card_only_message(key: EntryKey, card_folder: Path, repo_id: str, reason: str = "") -> str:
+    """The one sentence that says where the weights of a card-only entry are to be found."""
+    try:
+        shown = card_folder.resolve().relative_to(REPO_ZOO_DIR.parent)
+    except ValueError:
+        shown = card_folder
+    because = f" ({reason})" if reason else ""
+    return (
+        f"The weights of {key} are not bundled in git (its card is at {shown}): get them from "
+        f"the Hub repo {repo_id}{because} or a published-layout folder "
+        "(`<task>/<family>-<size>/model.safetensors`) and add that folder to STM_ZOO_DIR "
+        f"(e.g. STM_ZOO_DIR={zoo_search_path()}{os.pathsep}FOLDER)."
+    )
 
 
 def zoo_repo() -> str:
@@ -446,28 +517,54 @@ def _download_entry(key: EntryKey, repo_id: str) -> Path:
     return folder
 
 
-def _missing_message(key: EntryKey, repo_id: str, reason: str) -> str:
+def _missing_message(
+    key: EntryKey, repo_id: str, reason: str, search_path: str | os.PathLike[str] | None = None
+) -> str:
+    card = card_only_entry(key, search_path)
+    if card is not None:
+        return card_only_message(key, card, repo_id, reason)
     return (
-        f"Model {key} is not in the local zoo ({zoo_dir()}) and could not be fetched from the "
-        f"Hub repo {repo_id} ({reason}): train it with `python -m training train --task "
-        f"{key.task} --model {key.family} --size {key.size} --data DATA --out {zoo_dir()}` or set "
-        "STM_ZOO_REPO / STM_ZOO_DIR to where it lives."
+        f"Model {key} is not in the local zoo ({zoo_search_path(search_path)}) and could not be "
+        f"fetched from the Hub repo {repo_id} ({reason}): train it with `python -m training train "
+        f"--task {key.task} --model {key.family} --size {key.size} --data DATA --out "
+        f"{zoo_dirs(search_path)[0]}` or set STM_ZOO_REPO / STM_ZOO_DIR to where it lives."
     )
 
 
-def locate(key: EntryKey, path: Path | None = None, allow_hub: bool = True) -> Path:
-    """Find the entry folder: explicit path -> local zoo -> Hub (see module docstring)."""
+def locate(
+    key: EntryKey,
+    path: Path | None = None,
+    allow_hub: bool = True,
+    search_path: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Find the entry folder: explicit path -> local zoo folders -> Hub (see module docstring).
+
+    Args:
+        key: the entry.
+        path: an entry folder or a zoo root (or several, separated by `os.pathsep`) to use
+            instead of the default resolution.
+        allow_hub: fall back on the Hub repo (or its local cache).
+        search_path: the local zoo folders (`zoo_dirs`; default STM_ZOO_DIR).
+
+    Raises:
+        ModelNotFoundError: one sentence saying how to get the entry (for a card-only entry:
+            where its weights are published).
+    """
     if path is not None:
-        path = Path(path)
-        candidate = path if (path / CONFIG_NAME).is_file() else path / key.subdir
-        if not (candidate / CONFIG_NAME).is_file():
-            raise ModelNotFoundError(f"{path} holds no zoo entry {key} (no {CONFIG_NAME} found).")
-        return candidate
-    local = zoo_dir() / key.subdir
-    if (local / CONFIG_NAME).is_file() and (local / WEIGHTS_NAME).is_file():
+        for folder in zoo_dirs(path):
+            if (folder / CONFIG_NAME).is_file():  # an entry folder itself
+                return folder
+        if (found := local_entry(key, path)) is not None:
+            return found
+        if (card := card_only_entry(key, path)) is not None:
+            raise ModelNotFoundError(card_only_message(key, card, zoo_repo()))
+        raise ModelNotFoundError(f"{path} holds no zoo entry {key} (no {CONFIG_NAME} found).")
+    local = local_entry(key, search_path)
+    if local is not None:
         return local
     if not allow_hub:
-        raise ModelNotFoundError(_missing_message(key, zoo_repo(), "Hub lookup disabled"))
+        reason = "Hub lookup disabled"
+        raise ModelNotFoundError(_missing_message(key, zoo_repo(), reason, search_path))
     return _download_entry(key, zoo_repo())
 
 
@@ -479,7 +576,7 @@ def load_model(
     dtype: str = "float32",
     path: Path | None = None,
 ) -> LoadedModel:
-    """Load a zoo entry by name, resolving explicit path -> STM_ZOO_DIR -> Hub.
+    """Load a zoo entry by name, resolving explicit path -> STM_ZOO_DIR's folders -> Hub.
 
     Args:
         task: "restore", "sr2" or "sr4".
@@ -487,7 +584,8 @@ def load_model(
         size: "small" or "large" (ignored for a family without a network).
         device: "auto", "cpu" or "cuda".
         dtype: compute dtype, "float32" or "bfloat16".
-        path: an entry folder or a zoo root to use instead of the default resolution.
+        path: an entry folder or a zoo root (or several, separated by `os.pathsep`) to use
+            instead of the default resolution.
     """
     key = EntryKey(task, family, size if is_learned(family) else "small")  # checks the names
     if not is_learned(family):

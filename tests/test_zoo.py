@@ -171,7 +171,7 @@ def test_zoo_list_and_publish_dry_run(tmp_path: Path, capsys, monkeypatch) -> No
     assert rows["restore/fm-small"]["available"] == "local"
     assert rows["restore/fm-small"]["metrics"]["test/psnr_2steps"] == 25.5
     assert rows["sr2/fm-small"]["available"] == "card-only"
-    assert rows["sr4/fm-large"]["available"] == "missing"
+    assert rows["sr4/fm-large"]["available"] == "untrained"
     assert rows["restore/classical"]["available"] == "builtin"
     assert main(["publish", "--repo-id", "me/zoo", "--zoo", str(tmp_path), "--dry-run"]) == 0
     plan = capsys.readouterr().out

@@ -19,7 +19,7 @@ import numpy as np
 from stm_zoo.errors import StmZooError
 from stm_zoo.pipeline import check_entry
 from stm_zoo.registry import CLASSICAL, FAMILIES, FAMILY_SIZES, is_learned
-from stm_zoo.zoo import LoadedModel, load_model, resolve_device, zoo_dir
+from stm_zoo.zoo import LoadedModel, load_model, resolve_device, zoo_search_path
 
 TASK_LABELS = {"restore": "Restore", "sr2": "Super-resolve x2", "sr4": "Super-resolve x4"}
 FAMILY_LABELS = {
@@ -54,7 +54,7 @@ class ModelCache:
         """
         check_entry(task, family, size)
         device = resolve_device(device)
-        key = (str(zoo_dir()), task, family, size if is_learned(family) else "", device, dtype)
+        key = (zoo_search_path(), task, family, size if is_learned(family) else "", device, dtype)
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from stm_zoo.errors import StmZooError
 from stm_zoo.pipeline import check_entry
 from stm_zoo.registry import is_learned
-from stm_zoo.zoo import EntryConfig, zoo_dir
+from stm_zoo.zoo import EntryConfig, card_only_entry, local_entry
 
 
 def _status(task: str, family: str, size: str):
@@ -28,8 +28,8 @@ def _quality_note(task: str, family: str, size: str) -> str:
     from stm_zoo.zoo_cli import cached_config
 
     key = EntryKey(task, family, size)
-    path = zoo_dir() / key.subdir / CONFIG_NAME
-    path = path if path.is_file() else cached_config(key)
+    folder = local_entry(key) or card_only_entry(key)
+    path = folder / CONFIG_NAME if folder is not None else cached_config(key)
     try:
         config = EntryConfig.from_file(path) if path is not None else None
     except StmZooError:
@@ -125,8 +125,8 @@ def model_status(task: str, family: str, size: str) -> str:
     if not is_learned(family):
         return "Built-in classical baseline: row alignment and scar removal, no weights needed."
     status = _status(task, family, size)
-    if status.available in ("local", "hub-cache"):
-        where = "local zoo" if status.available == "local" else "Hub cache"
+    if status.available in ("bundled", "local", "hub-cache"):
+        where = "Hub cache" if status.available == "hub-cache" else "local zoo"
         note = _quality_note(task, family, size)
         return f"✅ `{status.entry}` is available ({where}).{note}"
     return (

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from stm_zoo.registry import CLASSICAL, takes_steps
-from stm_zoo.zoo import TASKS, zoo_dir
+from stm_zoo.zoo import TASKS
 from webapp.models import FAMILY_LABELS
 
 ZOO_COLUMNS = [
@@ -27,11 +27,12 @@ ZOO_COLUMNS = [
 ]
 """The Model zoo table (`zoo_rows`): one row per entry, grouped by task like the paper's tables."""
 _STATUS = {
-    "local": "✅ bundled",
+    "bundled": "✅ bundled",
+    "local": "✅ local",
     "hub-cache": "✅ Hub (downloaded)",
     "builtin": "✅ built in",
     "card-only": "⚠️ card only, no weights",
-    "missing": "missing",
+    "untrained": "missing",
     "invalid": "❌ invalid entry",
 }
 _NO_VALUE = "–"
@@ -60,11 +61,9 @@ def zoo_rows(root: Path | None = None) -> list[list[Any]]:
     sampler steps (PSNR as the gain over the input, SSIM, KID where the card has it) beside the
     paper's. A missing entry shows the commands that train it.
     """
-    from stm_zoo.zoo import REPO_ZOO_DIR
     from stm_zoo.zoo_cli import list_entries
 
     statuses = [s for s in list_entries(root) if s.available != "builtin"]
-    bundled = (root or zoo_dir()).resolve() == REPO_ZOO_DIR.resolve()
     rows = []
     for task in TASKS:
         entries = [s for s in statuses if s.entry.startswith(f"{task}/")]
@@ -72,7 +71,7 @@ def zoo_rows(root: Path | None = None) -> list[list[Any]]:
         test = next((t for s in entries if (t := _test_metrics(s))), {})
         rows += _baseline_rows(task, test)
         paper_input_psnr = _paper_input(task).get("psnr")
-        rows += [_entry_row(s, test.get("input_psnr"), paper_input_psnr, bundled) for s in entries]
+        rows += [_entry_row(s, test.get("input_psnr"), paper_input_psnr) for s in entries]
     return rows
 
 
@@ -139,9 +138,7 @@ def _test_metrics(status: Any) -> dict[str, float]:
     }
 
 
-def _entry_row(
-    status: Any, input_psnr: float | None, paper_input_psnr: float | None, bundled: bool
-) -> list[Any]:
+def _entry_row(status: Any, input_psnr: float | None, paper_input_psnr: float | None) -> list[Any]:
     """One learned entry's row of `zoo_rows`."""
     from evaluation.benchmarks import PAPER_EXPERIMENTAL, PAPER_SYNTHETIC, RowSpec, paper_value
 
@@ -173,9 +170,7 @@ def _entry_row(
     training = status.training
     available = status.available
     state = _STATUS.get(available, available)
-    if available == "local" and not bundled:
-        state = "✅ local"
-    if available in ("local", "hub-cache") and training.get("complete") is False:
+    if available in ("bundled", "local", "hub-cache") and training.get("complete") is False:
         state = "🔶 preview (training not finished)"
     steps, samples, hours = (training.get(k) for k in ("steps", "samples_seen", "wall_time_h"))
     budget = ", ".join(
@@ -202,6 +197,6 @@ def _entry_row(
         _cells(kid(), ".4f"),
         _cells(paper(PAPER_EXPERIMENTAL, "kid"), ".4f"),
         f"`{train_command(task, name)}`"
-        if available in ("missing", "card-only", "invalid")
+        if available in ("untrained", "card-only", "invalid")
         else "",
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from stm_zoo.zoo import zoo_dir, zoo_repo
+from stm_zoo.zoo import zoo_repo, zoo_search_path
 from webapp.zoo_table import ZOO_COLUMNS, zoo_rows
 
 
@@ -13,7 +13,7 @@ def zoo_tab(demo: gr.Blocks) -> None:
     synthetic-test scores from its card beside the paper's, the classical baseline per task."""
     with gr.Tab("Model zoo", id="zoo"):
         gr.Markdown(
-            f"Local zoo: `{zoo_dir()}` · Hub repo: `{zoo_repo()}`. **bundled** / **Hub**: ready "
+            f"Local zoo: `{zoo_search_path()}` · Hub: `{zoo_repo()}`. **bundled** / **Hub**: ready "
             "to run; **preview**: its training has not finished; **missing**: train it with the "
             "command shown (make its data first: `python -m training data --task TASK "
             "--simulate 54 --out data/TASK`) or fetch it from the Hub. Scores come from each "
