@@ -7,7 +7,8 @@
 #
 #   bash scripts/evaluate_zoo.sh [TASK ...]          # default: restore sr2 sr4
 #
-# Environment: DATA (datasets, default ~/.cache/stm-zoo/data/<task>), ZOO (default zoo),
+# Environment: DATA (datasets, default ~/.cache/stm-zoo/data/<task>), ZOO (default zoo; several
+# folders separated by ':' as in STM_ZOO_DIR, e.g. zoo:$HOME/.cache/stm-zoo/large),
 # OUT (tables, plots, example grids; default results), LIMIT (default 100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,8 @@ done
 REFERENCE=../shared/data/si001h-reference/brockley_23_2_forward.npy
 [ -f "$REFERENCE" ] || exit 0
 for task in "${TASKS[@]}"; do
-  for entry in "$ZOO/$task"/*-*; do
+  IFS=: read -ra FOLDERS <<< "$ZOO"
+  for entry in $(for folder in "${FOLDERS[@]}"; do echo "$folder/$task"/*-*; done); do
     [ -f "$entry/model.safetensors" ] || continue
     name=$(basename "$entry")
     STM_ZOO_DIR="$ZOO" python -m evaluation reference --task "$task" --family "${name%-*}" \
