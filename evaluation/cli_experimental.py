@@ -27,23 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.benchmarks import (
-    PAPER_EXPERIMENTAL,
-    Outputs,
-    RowSpec,
-    available_entries,
-    in_paper_order,
-    load_entries,
-    models_device,
-    paper_value,
-    row_name,
-    row_specs,
-)
+from evaluation.benchmarks import Outputs, available_entries, load_entries, models_device, row_specs
 from evaluation.real_tiles import cut_scans, halves, load_scan_folder
+from evaluation.rows import PAPER_EXPERIMENTAL, RowSpec, in_paper_order, paper_value, row_name
 from evaluation.tables import Cell, Table, write_json, write_tables
+from stm_zoo.entry_format import EntryKey
 from stm_zoo.errors import StmZooError
-from stm_zoo.registry import CLASSICAL
-from stm_zoo.zoo import SR_FACTOR, TASKS, EntryKey, LoadedModel, zoo_search_path
+from stm_zoo.registry import CLASSICAL, SR_FACTOR, TASKS
+from stm_zoo.zoo import LoadedModel, zoo_search_path
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +231,7 @@ def evaluate_experimental(
     from tqdm import tqdm
 
     from evaluation.metrics import cmmd, kid
-    from stm_zoo.zoo import DEFAULT_PIXEL_SIZE_NM
+    from stm_zoo.registry import DEFAULT_PIXEL_SIZE_NM
 
     factor = SR_FACTOR[task]
     keys = available_entries(task, zoo, only)

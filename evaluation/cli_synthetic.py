@@ -1,191 +1,41 @@
 """`python -m evaluation synthetic`: the paper's synthetic tables (II, III, V, VI, IX, XI).
 
-Evaluates every available zoo entry of a task, the `classical` baseline and the degraded input on
-the test split of a dataset written by `python -m training data` (and its targeted
-single-degradation sets when present), at each sampler step count, and writes to --out:
+Scores the zoo on a dataset's synthetic test split (`evaluation.synthetic`) and writes to --out:
 `synthetic_<task>.md` (every table, with the paper's numbers beside ours), one CSV per table,
 `synthetic_<task>.json` (settings and every per-image score), `violin_<task>.png` (Fig. 4 / 6) and
-`examples_<task>.png` (input | outputs | ground truth).
-
-Targeted sets run each model at its best step count on the main test set (by SSIM): the paper's
-Tables II and V average "all generative models" without naming a step count.
-
-`--update-cards` writes each entry's means into its config.json (`metrics["test"]`) and regenerates
-its README.md card, which is how the bundled zoo's cards get their numbers; re-running the same
-command (same data, --limit and --seed) reproduces them.
+`examples_<task>.png` (input | outputs | ground truth). `--update-cards` writes each entry's means
+into its config.json and card (`evaluation.card_updates`).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from evaluation.benchmarks import (
+from evaluation.card_updates import update_cards
+from evaluation.rows import (
     PAPER_SYNTHETIC,
     PAPER_TARGETED,
     TARGETED_NAMES,
-    Outputs,
     RowSpec,
     ScoredRow,
-    TileSet,
-    available_entries,
     best_rows,
     in_paper_order,
-    load_entries,
-    load_split,
-    models_device,
     paper_value,
-    produce_outputs,
     row_name,
-    row_specs,
-    score_set,
-    targeted_sets,
 )
-from evaluation.metrics import DATA_RANGE
+from evaluation.synthetic import SyntheticResult, evaluate_synthetic
 from evaluation.tables import Cell, Table, write_json, write_tables
+from stm_zoo.entry_format import CARD_NAME, CONFIG_NAME
 from stm_zoo.errors import StmZooError
-from stm_zoo.registry import CLASSICAL, takes_steps
-from stm_zoo.zoo import (
-    CARD_NAME,
-    CONFIG_NAME,
-    SR_FACTOR,
-    TASKS,
-    EntryConfig,
-    EntryKey,
-    locate,
-    zoo_search_path,
-)
-
-logger = logging.getLogger(__name__)
-
+from stm_zoo.registry import CLASSICAL, SR_FACTOR, TASKS, takes_steps
+from stm_zoo.zoo import zoo_search_path
 
 # --------------------------------------------------------------------------------------------------
-# Synthetic evaluation
-
-
-@dataclass
-class SyntheticResult:
-    """Everything `evaluate_synthetic` measured.
-
-    Attributes:
-        task: "restore", "sr2" or "sr4".
-        rows: scored rows on the test split: the input, classical, then every model x steps.
-        targeted: per targeted set, scored rows (input, classical, each model at its best steps).
-        outputs: the first test-split outputs per row (for the example grid), not serialised.
-        test: the test tiles.
-        settings: how the run was made (zoo, data, seed, limit, steps, device, dtype, batch).
-    """
-
-    task: str
-    rows: list[ScoredRow]
-    targeted: dict[str, list[ScoredRow]]
-    outputs: list[Outputs]
-    test: TileSet
-    settings: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "task": self.task,
-            "settings": self.settings,
-            "data_range": DATA_RANGE,
-            "test": {
-                "indices": self.test.indices.tolist(),
-                "rows": [r.to_dict() for r in self.rows],
-            },
-            "targeted": {
-                name: {"rows": [r.to_dict() for r in rows]} for name, rows in self.targeted.items()
-            },
-        }
-
-
-def evaluate_synthetic(
-    zoo: Path,
-    data_dir: Path,
-    task: str,
-    steps: Sequence[int] = (2, 5, 10),
-    limit: int | None = None,
-    batch: int = 16,
-    device: str = "auto",
-    dtype: str = "float32",
-    seed: int = 0,
-    only: Iterable[str] | None = None,
-    targeted: bool = True,
-    examples: int = 4,
-) -> SyntheticResult:
-    """Evaluate every available zoo entry of `task` on a dataset's test split (and targeted sets).
-
-    Args:
-        zoo: zoo root folder.
-        data_dir: dataset folder written by `python -m training data --task <task>`.
-        task: "restore", "sr2" or "sr4".
-        steps: sampler step counts for the generative families.
-        limit: at most this many samples per set (the first ones).
-        batch: tiles per network call.
-        device: "auto", "cpu" or "cuda"; dtype: "float32" or "bfloat16".
-        seed: noise seed.
-        only: entry names to evaluate ("fm-small", ...); None: all available.
-        targeted: also evaluate the targeted sets when the dataset has them.
-        examples: output images kept per row for the example grid.
-
-    Returns:
-        The scored rows and the settings.
-    """
-    from tqdm import tqdm
-
-    from training.shards import read_manifest
-
-    manifest = read_manifest(data_dir)
-    if manifest["task"] != task:
-        raise StmZooError(
-            f"Dataset {data_dir} is for task {manifest['task']}, not {task}: pass --task "
-            f"{manifest['task']} or a {task} dataset."
-        )
-    if any(s < 1 for s in steps):
-        raise StmZooError(f"--steps must all be >= 1, got {list(steps)}.")
-    keys = available_entries(task, zoo, only)
-    if not keys:
-        logger.warning("no %s entry in %s: only the input and classical rows", task, zoo)
-    models = load_entries(keys, zoo, device, dtype)
-    specs = {key: row_specs(key, steps) for key in keys}
-    test = load_split(Path(data_dir), "test", limit)
-    sets = targeted_sets(Path(data_dir), limit) if targeted else {}
-    total = len(test) * (1 + sum(len(s) for s in specs.values()))
-    total += sum(len(t) * (1 + len(keys)) for t in sets.values())
-    with tqdm(total=total, desc=f"evaluate {task}", unit="img", disable=None) as bar:
-        rows, outputs = score_set(
-            test, produce_outputs(test, task, models, specs, seed, batch, bar=bar), keep=examples
-        )
-        best = {
-            (r.spec.family, r.spec.size): [r.spec]
-            for r in best_rows([r for r in rows if r.spec.learned])
-        }
-        targeted_rows = {}
-        for name, tiles in sets.items():
-            best_specs = {key: best[(key.family, key.size)] for key in keys}
-            targeted_rows[name], _ = score_set(
-                tiles, produce_outputs(tiles, task, models, best_specs, seed, batch, bar=bar)
-            )
-    settings = {
-        "zoo": str(zoo),
-        "data": str(data_dir),
-        "dataset_seed": manifest["seed"],
-        "split": "test",
-        "images": len(test),
-        "limit": limit,
-        "seed": seed,
-        "steps": list(steps),
-        "device": models_device(models, device),
-        "dtype": dtype,
-        "batch": batch,
-        "entries": {f"{k.family}-{k.size}": models[k].source for k in keys},
-    }
-    return SyntheticResult(task, rows, targeted_rows, outputs, test, settings)
+# Tables
 
 
 def _paper_cells(task: str, spec: RowSpec, metrics: Sequence[str]) -> list[Cell]:
@@ -357,94 +207,6 @@ def targeted_tables(result: SyntheticResult) -> list[Table]:
             ["", "", "", ".2f", ".3f", ".2f", ".3f"],
         ),
     ]
-
-
-# --------------------------------------------------------------------------------------------------
-# Model cards
-
-
-def card_metrics(result: SyntheticResult, key: EntryKey) -> dict[str, Any]:
-    """The `metrics["test"]` dict of one entry from a synthetic run.
-
-    Keys follow the training loop's validation metrics: `psnr_<N>steps` / `ssim_<N>steps` per step
-    count (`psnr_direct` / `ssim_direct` for the autoencoder), `input_psnr` / `input_ssim`,
-    `classical_psnr` / `classical_ssim` (what `stm_zoo.zoo.default_model` compares against), plus
-    `images` and `seed` (what reproduces them) and a `data` description (a string, not shown as a
-    metric).
-    """
-    from stm_zoo.methods import get_method
-
-    direct = not get_method(key.family).uses_noise
-    metrics: dict[str, Any] = {}
-    for row in result.rows:
-        if (row.spec.family, row.spec.size) != (key.family, key.size):
-            continue
-        label = "direct" if direct else f"{row.spec.steps}steps"
-        metrics[f"psnr_{label}"] = round(row.mean("psnr"), 6)
-        metrics[f"ssim_{label}"] = round(row.mean("ssim"), 6)
-        metrics[f"apsnr_{label}"] = round(row.mean("apsnr"), 6)
-        metrics[f"assim_{label}"] = round(row.mean("assim"), 6)
-    for who in ("input", CLASSICAL):
-        row = next((r for r in result.rows if r.spec.family == who), None)
-        if row is not None:
-            metrics[f"{who}_psnr"] = round(row.mean("psnr"), 6)
-            metrics[f"{who}_ssim"] = round(row.mean("ssim"), 6)
-            metrics[f"{who}_apsnr"] = round(row.mean("apsnr"), 6)
-            metrics[f"{who}_assim"] = round(row.mean("assim"), 6)
-    metrics["images"] = result.settings["images"]
-    metrics["seed"] = result.settings["seed"]
-    metrics["data"] = (
-        f"test split of {Path(result.settings['data']).name} (dataset seed "
-        f"{result.settings['dataset_seed']}), first {result.settings['images']} images, "
-        "`python -m evaluation synthetic`"
-    )
-    return metrics
-
-
-def _merge_card_sections(new_card: str, old_card: str) -> str:
-    """Keep the sections ("## ...") of the old card that the regenerated one does not have."""
-    new_headings = {line.strip() for line in new_card.splitlines() if line.startswith("## ")}
-    parts = old_card.split("\n## ")
-    kept = [
-        "## " + part.rstrip("\n")
-        for part in parts[1:]
-        if "## " + part.splitlines()[0].strip() not in new_headings
-    ]
-    if not kept:
-        return new_card
-    return new_card.rstrip("\n") + "\n\n" + "\n\n".join(kept) + "\n"
-
-
-def update_cards(result: SyntheticResult, zoo: Path) -> list[Path]:
-    """Write each evaluated entry's test metrics into its config.json and regenerate its card.
-
-    `metrics["test"]` is replaced, or merged when it was measured with the same images, seed and
-    data (so runs with different step counts add up). The card is `stm_zoo.cards.entry_card`,
-    followed by any extra section of the previous card (e.g. the training loop's validation note).
-
-    Returns:
-        The entry folders updated.
-    """
-    from stm_zoo.cards import entry_card
-
-    updated = []
-    keys = {
-        EntryKey(result.task, r.spec.family, r.spec.size) for r in result.rows if r.spec.learned
-    }
-    for key in sorted(keys, key=str):
-        folder = locate(key, allow_hub=False, search_path=zoo)  # the folder that served it
-        config = EntryConfig.from_file(folder / CONFIG_NAME)
-        fresh = card_metrics(result, key)
-        old = config.metrics.get("test", {})
-        same = all(old.get(k) == fresh[k] for k in ("images", "seed", "data"))
-        test = {**old, **fresh} if same else fresh
-        config = replace(config, metrics={**config.metrics, "test": test})
-        (folder / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
-        card_path = folder / CARD_NAME
-        old_card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
-        card_path.write_text(_merge_card_sections(entry_card(config), old_card), encoding="utf-8")
-        updated.append(folder)
-    return updated
 
 
 # --------------------------------------------------------------------------------------------------

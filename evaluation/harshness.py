@@ -33,15 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.benchmarks import (
-    PAPER_SYNTHETIC,
-    PAPER_TARGETED,
-    RowSpec,
-    TileSet,
-    load_split,
-    targeted_sets,
-)
+from evaluation.benchmarks import TileSet, load_split, targeted_sets
 from evaluation.metrics import affine_psnr_batch, affine_ssim_batch, psnr_batch, ssim_batch
+from evaluation.rows import PAPER_SYNTHETIC, PAPER_TARGETED, RowSpec
 
 logger = logging.getLogger(__name__)
 

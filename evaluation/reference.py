@@ -227,9 +227,10 @@ def update_card(
 ) -> Path:
     """Store the checks as `metrics["reference"]` (per step count) in the entry's config.json and
     regenerate its card (keeping the card's extra sections)."""
-    from evaluation.cli_synthetic import _merge_card_sections
+    from evaluation.card_updates import merge_card_sections
     from stm_zoo.cards import entry_card
-    from stm_zoo.zoo import CARD_NAME, CONFIG_NAME, EntryConfig, EntryKey, locate
+    from stm_zoo.entry_format import CARD_NAME, CONFIG_NAME, EntryConfig, EntryKey
+    from stm_zoo.zoo import locate
 
     folder = locate(EntryKey(task, family, size), allow_hub=False, search_path=zoo)
     config = EntryConfig.from_file(folder / CONFIG_NAME)
@@ -248,7 +249,7 @@ def update_card(
     (folder / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
     card = folder / CARD_NAME
     old = card.read_text(encoding="utf-8") if card.is_file() else ""
-    card.write_text(_merge_card_sections(entry_card(config), old), encoding="utf-8")
+    card.write_text(merge_card_sections(entry_card(config), old), encoding="utf-8")
     return folder
 
 

@@ -67,7 +67,7 @@ class ModelSpec:
                 "ddim-large-10, ddim-fft-large-10, ae-large or classical."
             )
         family, size, steps = match.group(1), match.group(2), match.group(3)
-        from stm_zoo.zoo import registry
+        from stm_zoo.entry_format import registry
 
         if not any(k.family == family and k.size == size for k in registry()):
             raise StmZooError(

@@ -357,7 +357,7 @@ def prepare(
 
 
 def configure_parser(parser: Any) -> None:
-    from stm_zoo.zoo import TASKS
+    from stm_zoo.registry import TASKS
 
     parser.add_argument(
         "--inputs", nargs="+", type=Path, required=True, help="scan files or folders of them"

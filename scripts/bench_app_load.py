@@ -65,9 +65,10 @@ def random_init_zoo(folder: Path, task: str, family: str, size: str) -> None:
     """Write one zoo entry with the family's real network preset and random weights."""
     import torch
 
+    from stm_zoo.entry_format import EntryConfig, write_entry
     from stm_zoo.methods import get_method
     from stm_zoo.nn import UNet
-    from stm_zoo.zoo import SR_FACTOR, EntryConfig, write_entry
+    from stm_zoo.registry import SR_FACTOR
 
     torch.manual_seed(0)
     network = get_method(family).network_config(size)

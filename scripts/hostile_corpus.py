@@ -512,8 +512,8 @@ def add_entries(corpus: Corpus) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
+    from stm_zoo.entry_format import EntryConfig, write_entry
     from stm_zoo.nn import UNet, UNetConfig
-    from stm_zoo.zoo import EntryConfig, write_entry
 
     tiny = UNetConfig(
         channels=(8, 16), blocks_per_level=(1, 1), middle_blocks=1, norm_groups=4, time_scale=1000.0

@@ -60,9 +60,9 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from stm_zoo.entry_format import EntryKey  # noqa: E402
 from stm_zoo.errors import StmZooError  # noqa: E402
 from stm_zoo.registry import takes_steps  # noqa: E402
-from stm_zoo.zoo import EntryKey  # noqa: E402
 from training.configs import CLI_NAMES, TrainConfig, preset  # noqa: E402
 
 log = logging.getLogger("train_large_gpu")

@@ -11,7 +11,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from stm_zoo.zoo import EntryConfig
+from stm_zoo.entry_format import EntryConfig
 
 TASK_TEXT = {
     "restore": "restores STM scans degraded by tip artefacts (multi-tip, blunt tip, tip changes, "

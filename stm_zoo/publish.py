@@ -14,17 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stm_zoo.cards import entry_card
-from stm_zoo.errors import StmZooError
-from stm_zoo.zoo import (
+from stm_zoo.entry_format import (
     CARD_NAME,
     CONFIG_NAME,
     WEIGHTS_NAME,
     EntryConfig,
     EntryKey,
-    local_entry,
     registry,
-    zoo_search_path,
 )
+from stm_zoo.errors import StmZooError
+from stm_zoo.zoo import local_entry, zoo_search_path
 
 
 def publish_plan(

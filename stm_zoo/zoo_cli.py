@@ -19,22 +19,23 @@ from pathlib import Path
 from typing import Any
 
 from stm_zoo.cards import flatten_metrics
-from stm_zoo.errors import StmZooError
-from stm_zoo.methods import get_baseline
-from stm_zoo.registry import CLASSICAL, FAMILIES, is_learned, takes_steps
-from stm_zoo.zoo import (
+from stm_zoo.entry_format import (
     CARD_NAME,
     CONFIG_NAME,
     PUBLISHED_MODE,
-    REPO_ZOO_DIR,
-    TASKS,
     WEIGHTS_NAME,
     EntryConfig,
     EntryKey,
+    registry,
+)
+from stm_zoo.errors import StmZooError
+from stm_zoo.methods import get_baseline
+from stm_zoo.registry import CLASSICAL, FAMILIES, TASKS, is_learned, takes_steps
+from stm_zoo.zoo import (
+    REPO_ZOO_DIR,
     card_only_entry,
     card_only_message,
     local_entry,
-    registry,
     synthetic_score,
     zoo_dirs,
     zoo_repo,

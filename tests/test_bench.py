@@ -10,8 +10,9 @@ import torch
 
 from stm_zoo.__main__ import main as stm_zoo_main
 from stm_zoo.bench import measure, report, suite
+from stm_zoo.entry_format import EntryConfig
 from stm_zoo.nn import UNet, UNetConfig
-from stm_zoo.zoo import EntryConfig, LoadedModel
+from stm_zoo.zoo import LoadedModel
 
 TINY = {
     "channels": (8, 16, 16),

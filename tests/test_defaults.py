@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from stm_zoo.entry_format import EntryConfig, write_entry
 from stm_zoo.nn import UNetConfig
-from stm_zoo.zoo import EntryConfig, default_model, synthetic_score, write_entry
+from stm_zoo.zoo import default_model, synthetic_score
 from webapp import models as app_models
 from webapp.status import model_status
 

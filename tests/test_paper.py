@@ -67,7 +67,7 @@ def test_callers_get_copies():
 
 
 def test_evaluation_tables_read_the_same_numbers():
-    from evaluation.benchmarks import (
+    from evaluation.rows import (
         PAPER_EXPERIMENTAL,
         PAPER_SYNTHETIC,
         PAPER_TARGETED,

@@ -11,19 +11,10 @@ import pytest
 import torch
 
 from stm_zoo.cards import entry_card
+from stm_zoo.entry_format import CONFIG_NAME, EntryConfig, EntryKey, registry, write_entry
 from stm_zoo.errors import ModelNotFoundError, StmZooError
 from stm_zoo.nn import UNet, UNetConfig
-from stm_zoo.zoo import (
-    CONFIG_NAME,
-    REPO_ZOO_DIR,
-    EntryConfig,
-    EntryKey,
-    baseline_config,
-    load_entry,
-    load_model,
-    registry,
-    write_entry,
-)
+from stm_zoo.zoo import REPO_ZOO_DIR, baseline_config, load_entry, load_model
 
 TINY = UNetConfig(channels=(8, 16), blocks_per_level=(1, 1), middle_blocks=1, norm_groups=4)
 

@@ -13,9 +13,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from stm_zoo.config_checks import MAX_CONFIG_BYTES, MAX_JSON_DEPTH
+from stm_zoo.entry_format import EntryConfig, write_entry
 from stm_zoo.errors import StmZooError
 from stm_zoo.nn import UNet, UNetConfig
-from stm_zoo.zoo import EntryConfig, load_entry, write_entry
+from stm_zoo.zoo import load_entry
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

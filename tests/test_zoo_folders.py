@@ -13,20 +13,10 @@ import torch
 
 from stm_zoo.__main__ import main
 from stm_zoo.cards import entry_card
+from stm_zoo.entry_format import EntryConfig, EntryKey, registry, write_entry
 from stm_zoo.errors import ModelNotFoundError, StmZooError
 from stm_zoo.nn import UNet, UNetConfig
-from stm_zoo.zoo import (
-    REPO_ZOO_DIR,
-    EntryConfig,
-    EntryKey,
-    default_model,
-    load_model,
-    locate,
-    registry,
-    write_entry,
-    zoo_dir,
-    zoo_dirs,
-)
+from stm_zoo.zoo import REPO_ZOO_DIR, default_model, load_model, locate, zoo_dir, zoo_dirs
 from stm_zoo.zoo_cli import entry_status, list_entries, train_hint
 
 TINY = UNetConfig(channels=(8, 16), blocks_per_level=(1, 1), middle_blocks=1, norm_groups=4)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
+from stm_zoo.entry_format import EntryKey
 from stm_zoo.errors import StmZooError
-from stm_zoo.zoo import EntryKey
 from training.configs import (
     CPU_SUFFIX,
     ZOO_CONFIGS,

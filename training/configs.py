@@ -5,7 +5,7 @@ from the dataclass fields (name, type, default and the `help` metadata), so the 
 API cannot drift apart. `ZOO_CONFIGS` maps preset names to configs:
 
 - `"<task>/<family>-<size>"` (e.g. `"restore/fm-small"`): the full budget for a GPU, one per
-  entry of `stm_zoo.zoo.registry()` (18 entries);
+  entry of `stm_zoo.entry_format.registry()` (18 entries);
 - `"<task>/<family>-<size>@cpu"`: a reduced budget that trains a small model on a few CPU cores in
   about an hour (fm and ddim small, 6 entries).
 
@@ -22,10 +22,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from stm_zoo.entry_format import EntryKey, registry
 from stm_zoo.errors import StmZooError
 from stm_zoo.methods import get_method
-from stm_zoo.registry import LEARNED_FAMILIES, is_learned, takes_steps
-from stm_zoo.zoo import SIZES, TASKS, EntryKey, registry
+from stm_zoo.registry import LEARNED_FAMILIES, SIZES, TASKS, is_learned, takes_steps
 
 PRECISIONS = ("auto", "fp32", "bf16")
 WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")

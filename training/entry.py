@@ -11,9 +11,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from stm_zoo.entry_format import PUBLISHED_MODE, EntryConfig, EntryKey, write_entry
 from stm_zoo.methods import ddim as ddim_methods
 from stm_zoo.methods import flow_matching as fm_methods
-from stm_zoo.zoo import PUBLISHED_MODE, SR_FACTOR, EntryConfig, EntryKey, write_entry
+from stm_zoo.registry import SR_FACTOR
 from training.configs import TrainConfig
 from training.optim import time_budget_spent
 from training.run_log import LOG_NAME
@@ -129,7 +130,7 @@ def write_zoo_entry(
     log_path: Path,
     val_count: int,
 ) -> Path:
-    """Write `<out_zoo_dir>/<task>/<family>-<size>/` through `stm_zoo.zoo.write_entry`."""
+    """Write `<out_zoo_dir>/<task>/<family>-<size>/` through `stm_zoo.entry_format.write_entry`."""
     key = EntryKey(config.task, config.family, config.size)
     entry = EntryConfig(
         task=config.task,

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from stm_zoo.errors import StmZooError
-from stm_zoo.zoo import DEFAULT_PIXEL_SIZE_NM
+from stm_zoo.registry import DEFAULT_PIXEL_SIZE_NM
 from training.configs import TrainConfig
 from training.datasets import ShardDataset
 from training.distributed import Distributed

@@ -4,14 +4,15 @@ it (measured quality, training domain and training budget), from its card.
 
 from __future__ import annotations
 
+from stm_zoo.entry_format import EntryConfig
 from stm_zoo.errors import StmZooError
 from stm_zoo.pipeline import check_entry
 from stm_zoo.registry import is_learned
-from stm_zoo.zoo import EntryConfig, card_only_entry, local_entry
+from stm_zoo.zoo import card_only_entry, local_entry
 
 
 def _status(task: str, family: str, size: str):
-    from stm_zoo.zoo import EntryKey
+    from stm_zoo.entry_format import EntryKey
     from stm_zoo.zoo_cli import entry_status
 
     return entry_status(EntryKey(task, family, size))
@@ -24,7 +25,7 @@ def _quality_note(task: str, family: str, size: str) -> str:
     warning when it does not beat the classical baseline), training domain (surface, pixel size,
     tile size, data) and training budget (steps, samples seen, wall time, device).
     """
-    from stm_zoo.zoo import CONFIG_NAME, EntryKey
+    from stm_zoo.entry_format import CONFIG_NAME, EntryKey
     from stm_zoo.zoo_cli import cached_config
 
     key = EntryKey(task, family, size)

@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stm_zoo.registry import CLASSICAL, takes_steps
-from stm_zoo.zoo import TASKS
+from stm_zoo.registry import CLASSICAL, TASKS, takes_steps
 from webapp.models import FAMILY_LABELS
 
 ZOO_COLUMNS = [
@@ -78,14 +77,14 @@ def zoo_rows(root: Path | None = None) -> list[list[Any]]:
 def _paper_input(task: str) -> dict[str, float]:
     """The paper's scores of the degraded / low-resolution input (Tables III and VI)."""
     # The paper's numbers live with the benchmarks; the app sits above both packages.
-    from evaluation.benchmarks import PAPER_SYNTHETIC, RowSpec
+    from evaluation.rows import PAPER_SYNTHETIC, RowSpec
 
     return PAPER_SYNTHETIC.get(task, {}).get(RowSpec("input"), {})
 
 
 def _baseline_rows(task: str, test: dict[str, float]) -> list[list[Any]]:
     """The input and classical rows of one task, from a card's `metrics.test`."""
-    from evaluation.benchmarks import PAPER_EXPERIMENTAL, RowSpec, paper_value
+    from evaluation.rows import PAPER_EXPERIMENTAL, RowSpec, paper_value
 
     input_psnr, classical_psnr = test.get("input_psnr"), test.get("classical_psnr")
     paper = _paper_input(task)
@@ -140,7 +139,7 @@ def _test_metrics(status: Any) -> dict[str, float]:
 
 def _entry_row(status: Any, input_psnr: float | None, paper_input_psnr: float | None) -> list[Any]:
     """One learned entry's row of `zoo_rows`."""
-    from evaluation.benchmarks import PAPER_EXPERIMENTAL, PAPER_SYNTHETIC, RowSpec, paper_value
+    from evaluation.rows import PAPER_EXPERIMENTAL, PAPER_SYNTHETIC, RowSpec, paper_value
 
     task, name = status.entry.split("/", 1)
     family, size = name.rsplit("-", 1)

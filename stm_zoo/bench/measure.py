@@ -12,10 +12,11 @@ from collections.abc import Callable
 import numpy as np
 
 from stm_zoo import paper
+from stm_zoo.entry_format import EntryConfig
 from stm_zoo.errors import StmZooError
 from stm_zoo.registry import DEFAULT_PIXEL_SIZE_NM
 from stm_zoo.timing import Timing, time_runs
-from stm_zoo.zoo import EntryConfig, LoadedModel, resolve_device
+from stm_zoo.zoo import LoadedModel, resolve_device
 
 TILE_PX = 128
 BENCH_MODELS: tuple[tuple[str, str], ...] = tuple(paper.step_seconds())
@@ -50,7 +51,7 @@ def random_model(
 
     from stm_zoo.methods import get_method
     from stm_zoo.nn import UNet
-    from stm_zoo.zoo import SR_FACTOR
+    from stm_zoo.registry import SR_FACTOR
 
     device = resolve_device(device)
     if dtype not in ("float32", "bfloat16"):

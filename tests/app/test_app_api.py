@@ -35,9 +35,9 @@ def write_tiny_entry(zoo: Path, task: str = "restore", family: str = "fm") -> No
     """A random-init one-level U-Net as the zoo entry <task>/<family>-small."""
     import torch
 
+    from stm_zoo.entry_format import EntryConfig, write_entry
     from stm_zoo.methods import get_method
     from stm_zoo.nn import UNet, UNetConfig
-    from stm_zoo.zoo import EntryConfig, write_entry
 
     torch.manual_seed(0)
     config = UNetConfig(

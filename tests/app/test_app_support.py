@@ -240,9 +240,10 @@ def test_zero_gpu_is_a_no_op_without_spaces():
 
 def tiny_entry(zoo: Path, task: str, family: str, *, weights: bool = True, **card) -> None:
     """A random-init one-level U-Net as <task>/<family>-small with the given card fields."""
+    from stm_zoo.entry_format import WEIGHTS_NAME, EntryConfig, write_entry
     from stm_zoo.methods import get_method
     from stm_zoo.nn import UNet, UNetConfig
-    from stm_zoo.zoo import SR_FACTOR, WEIGHTS_NAME, EntryConfig, write_entry
+    from stm_zoo.registry import SR_FACTOR
 
     config = UNetConfig(
         channels=(8,),

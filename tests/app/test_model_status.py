@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from stm_zoo.entry_format import EntryConfig, write_entry
 from stm_zoo.nn import UNetConfig
-from stm_zoo.zoo import REPO_ZOO_DIR, EntryConfig, write_entry
+from stm_zoo.zoo import REPO_ZOO_DIR
 from webapp.status import model_status
 
 # A tiny 2-level network.

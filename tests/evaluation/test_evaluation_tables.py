@@ -16,8 +16,9 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from evaluation.__main__ import main as evaluation_main
 from stm_zoo.cards import entry_card
+from stm_zoo.entry_format import CARD_NAME, CONFIG_NAME, EntryConfig, write_entry
 from stm_zoo.nn import UNet, UNetConfig
-from stm_zoo.zoo import CARD_NAME, CONFIG_NAME, SR_FACTOR, EntryConfig, write_entry
+from stm_zoo.registry import SR_FACTOR
 from training.datasets import ShardDataset
 from training.shards import build_dataset
 from training.sources import PristineSource

@@ -24,9 +24,10 @@ def write_tiny_zoo(root: Path, tasks: tuple[str, ...] = ("restore",)) -> Path:
     """<task>/fm-small and <task>/ddim-small as 2-level, 8/16-channel random-init U-Nets."""
     import torch
 
+    from stm_zoo.entry_format import EntryConfig, write_entry
     from stm_zoo.methods import get_method
     from stm_zoo.nn import UNet, UNetConfig
-    from stm_zoo.zoo import SR_FACTOR, EntryConfig, write_entry
+    from stm_zoo.registry import SR_FACTOR
 
     for k, (task, family) in enumerate((t, f) for t in tasks for f in ("fm", "ddim")):
         method = get_method(family)

@@ -9,11 +9,12 @@ import pytest
 import torch
 from torch import nn
 
+from stm_zoo.entry_format import EntryConfig
 from stm_zoo.io import Scan, load_scan, save_scan
 from stm_zoo.nn import UNet, UNetConfig
 from stm_zoo.pipeline import restore
 from stm_zoo.restore_cli import collect_inputs, output_path
-from stm_zoo.zoo import EntryConfig, LoadedModel
+from stm_zoo.zoo import LoadedModel
 
 TINY = UNetConfig(channels=(8, 16), blocks_per_level=(1, 1), middle_blocks=1, norm_groups=4)
 

@@ -11,11 +11,12 @@ import torch
 from torch import nn
 
 from stm_zoo import lattice
+from stm_zoo.entry_format import EntryConfig
 from stm_zoo.io import Scan, load_scan
 from stm_zoo.limits import plan_grid
 from stm_zoo.nn import UNetConfig
 from stm_zoo.pipeline import RestoreResult, quality_warnings, restore
-from stm_zoo.zoo import REPO_ZOO_DIR, EntryConfig, LoadedModel
+from stm_zoo.zoo import REPO_ZOO_DIR, LoadedModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,12 +12,13 @@ from torch import nn
 
 from stm_zoo import limits
 from stm_zoo.bad_pixels import glitch_mask, inpaint
+from stm_zoo.entry_format import EntryConfig
 from stm_zoo.errors import StmZooError
 from stm_zoo.io import Scan, load_scan, save_scan
 from stm_zoo.io.cli_info import format_si
 from stm_zoo.nn import UNetConfig
 from stm_zoo.pipeline import RestoreOptions, RestoreResult, restore
-from stm_zoo.zoo import EntryConfig, LoadedModel
+from stm_zoo.zoo import LoadedModel
 
 PITCH_M = 100e-9 / 512  # the models' pixel size
 

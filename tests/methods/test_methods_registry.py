@@ -185,7 +185,7 @@ def test_what_tells_the_families_apart():
 
 def test_every_table_keyed_by_family_covers_the_registry():
     """Data tables keyed by family live beside their users; each has an entry per family."""
-    from evaluation.benchmarks import FAMILY_RANK
+    from evaluation.rows import FAMILY_RANK
     from expert_eval.configurations import _FAMILY_NAMES
     from stm_zoo.bench.measure import BENCH_MODELS
     from stm_zoo.cards import FAMILY_TEXT

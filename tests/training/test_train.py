@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from stm_zoo.entry_format import WEIGHTS_NAME, registry
 from stm_zoo.errors import StmZooError
-from stm_zoo.zoo import WEIGHTS_NAME, load_entry, registry
+from stm_zoo.zoo import load_entry
 from training import checkpoint, cli_train, network, optim, precision, run_log, validation
 from training import train as tr
 from training.__main__ import main as training_main

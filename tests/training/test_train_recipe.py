@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from stm_zoo.entry_format import EntryConfig, write_entry
 from stm_zoo.errors import StmZooError
 from stm_zoo.inference import make_tile_fn
 from stm_zoo.nn import UNet, UNetConfig
 from stm_zoo.preprocess import normalise_tiles
-from stm_zoo.zoo import EntryConfig, LoadedModel, write_entry
+from stm_zoo.zoo import LoadedModel
 from training import checkpoint, distributed, loader, network, validation
 from training import train as tr
 from training.configs import TrainConfig, preset

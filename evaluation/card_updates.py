@@ -1,0 +1,103 @@
+"""Measured metrics into the zoo entries: each entry's config.json and its regenerated card.
+
+`python -m evaluation synthetic --update-cards` writes each entry's test means into its
+config.json (`metrics["test"]`) and regenerates its README.md card, which is how the bundled
+zoo's cards get their numbers; re-running the same command (same data, --limit and --seed)
+reproduces them. `python -m evaluation reference` stores its checks the same way
+(`merge_card_sections`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from evaluation.synthetic import SyntheticResult
+from stm_zoo.entry_format import CARD_NAME, CONFIG_NAME, EntryConfig, EntryKey
+from stm_zoo.registry import CLASSICAL
+from stm_zoo.zoo import locate
+
+
+def card_metrics(result: SyntheticResult, key: EntryKey) -> dict[str, Any]:
+    """The `metrics["test"]` dict of one entry from a synthetic run.
+
+    Keys follow the training loop's validation metrics: `psnr_<N>steps` / `ssim_<N>steps` per step
+    count (`psnr_direct` / `ssim_direct` for the autoencoder), `input_psnr` / `input_ssim`,
+    `classical_psnr` / `classical_ssim` (what `stm_zoo.zoo.default_model` compares against), plus
+    `images` and `seed` (what reproduces them) and a `data` description (a string, not shown as a
+    metric).
+    """
+    from stm_zoo.methods import get_method
+
+    direct = not get_method(key.family).uses_noise
+    metrics: dict[str, Any] = {}
+    for row in result.rows:
+        if (row.spec.family, row.spec.size) != (key.family, key.size):
+            continue
+        label = "direct" if direct else f"{row.spec.steps}steps"
+        metrics[f"psnr_{label}"] = round(row.mean("psnr"), 6)
+        metrics[f"ssim_{label}"] = round(row.mean("ssim"), 6)
+        metrics[f"apsnr_{label}"] = round(row.mean("apsnr"), 6)
+        metrics[f"assim_{label}"] = round(row.mean("assim"), 6)
+    for who in ("input", CLASSICAL):
+        row = next((r for r in result.rows if r.spec.family == who), None)
+        if row is not None:
+            metrics[f"{who}_psnr"] = round(row.mean("psnr"), 6)
+            metrics[f"{who}_ssim"] = round(row.mean("ssim"), 6)
+            metrics[f"{who}_apsnr"] = round(row.mean("apsnr"), 6)
+            metrics[f"{who}_assim"] = round(row.mean("assim"), 6)
+    metrics["images"] = result.settings["images"]
+    metrics["seed"] = result.settings["seed"]
+    metrics["data"] = (
+        f"test split of {Path(result.settings['data']).name} (dataset seed "
+        f"{result.settings['dataset_seed']}), first {result.settings['images']} images, "
+        "`python -m evaluation synthetic`"
+    )
+    return metrics
+
+
+def merge_card_sections(new_card: str, old_card: str) -> str:
+    """Keep the sections ("## ...") of the old card that the regenerated one does not have."""
+    new_headings = {line.strip() for line in new_card.splitlines() if line.startswith("## ")}
+    parts = old_card.split("\n## ")
+    kept = [
+        "## " + part.rstrip("\n")
+        for part in parts[1:]
+        if "## " + part.splitlines()[0].strip() not in new_headings
+    ]
+    if not kept:
+        return new_card
+    return new_card.rstrip("\n") + "\n\n" + "\n\n".join(kept) + "\n"
+
+
+def update_cards(result: SyntheticResult, zoo: Path) -> list[Path]:
+    """Write each evaluated entry's test metrics into its config.json and regenerate its card.
+
+    `metrics["test"]` is replaced, or merged when it was measured with the same images, seed and
+    data (so runs with different step counts add up). The card is `stm_zoo.cards.entry_card`,
+    followed by any extra section of the previous card (e.g. the training loop's validation note).
+
+    Returns:
+        The entry folders updated.
+    """
+    from stm_zoo.cards import entry_card
+
+    updated = []
+    keys = {
+        EntryKey(result.task, r.spec.family, r.spec.size) for r in result.rows if r.spec.learned
+    }
+    for key in sorted(keys, key=str):
+        folder = locate(key, allow_hub=False, search_path=zoo)  # the folder that served it
+        config = EntryConfig.from_file(folder / CONFIG_NAME)
+        fresh = card_metrics(result, key)
+        old = config.metrics.get("test", {})
+        same = all(old.get(k) == fresh[k] for k in ("images", "seed", "data"))
+        test = {**old, **fresh} if same else fresh
+        config = replace(config, metrics={**config.metrics, "test": test})
+        (folder / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
+        card_path = folder / CARD_NAME
+        old_card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
+        card_path.write_text(merge_card_sections(entry_card(config), old_card), encoding="utf-8")
+        updated.append(folder)
+    return updated
