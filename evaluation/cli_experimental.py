@@ -34,7 +34,7 @@ from evaluation.tables import Cell, Table, write_json, write_tables
 from stm_zoo.entry_format import EntryKey
 from stm_zoo.errors import StmZooError
 from stm_zoo.registry import CLASSICAL, SR_FACTOR, TASKS
-from stm_zoo.zoo import LoadedModel, zoo_search_path
+from stm_zoo.zoo import LoadedModel, add_zoo_argument, zoo_search_path
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class ExperimentalResult:
 
 
 def evaluate_experimental(
-    zoo: Path,
+    zoo: str | Path,
     degraded_dir: Path,
     pristine_dir: Path,
     task: str,
@@ -208,7 +208,7 @@ def evaluate_experimental(
     """KID and CMMD of each model's outputs on real degraded scans against real pristine ones.
 
     Args:
-        zoo: zoo root folder.
+        zoo: the zoo folder, or several separated by `os.pathsep` (as in STM_ZOO_DIR).
         degraded_dir: real degraded scans (restore) or low-resolution scans (SR: lines k times
             sparser than the model's pixel pitch).
         pristine_dir: real pristine (restore) or high-resolution (SR) scans.
@@ -380,9 +380,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="folder of real pristine scans (SR: high-resolution scans)",
     )
     parser.add_argument("--task", choices=TASKS, required=True)
-    parser.add_argument(
-        "--zoo", type=Path, default=None, help="zoo folder(s) as in STM_ZOO_DIR (default: it)"
-    )
+    add_zoo_argument(parser)
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
         "--steps", type=int, nargs="+", default=[2, 5, 10], help="sampler step counts"
@@ -416,7 +414,7 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise StmZooError(f"--{name.replace('_', '-')} must be at least 1, got {value}.")
-    zoo = args.zoo or Path(zoo_search_path())
+    zoo = args.zoo or zoo_search_path()
     result = evaluate_experimental(
         zoo,
         args.degraded,

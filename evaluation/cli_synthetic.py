@@ -32,7 +32,7 @@ from evaluation.tables import Cell, Table, write_json, write_tables
 from stm_zoo.entry_format import CARD_NAME, CONFIG_NAME
 from stm_zoo.errors import StmZooError
 from stm_zoo.registry import CLASSICAL, SR_FACTOR, TASKS, takes_steps
-from stm_zoo.zoo import zoo_search_path
+from stm_zoo.zoo import add_zoo_argument, zoo_search_path
 
 # --------------------------------------------------------------------------------------------------
 # Tables
@@ -255,9 +255,7 @@ def violin_rows(rows: Sequence[ScoredRow]) -> list[ScoredRow]:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of `python -m evaluation synthetic`."""
-    parser.add_argument(
-        "--zoo", type=Path, default=None, help="zoo folder(s) as in STM_ZOO_DIR (default: it)"
-    )
+    add_zoo_argument(parser)
     parser.add_argument(
         "--data", type=Path, required=True, help="dataset folder from `python -m training data`"
     )
@@ -292,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
         raise StmZooError(f"--limit must be at least 1, got {args.limit}.")
     if args.batch < 1 or args.examples < 1:
         raise StmZooError("--batch and --examples must be at least 1.")
-    zoo = args.zoo or Path(zoo_search_path())
+    zoo = args.zoo or zoo_search_path()
     result = evaluate_synthetic(
         zoo,
         args.data,

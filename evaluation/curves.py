@@ -122,9 +122,9 @@ def plot_curves(curves: list[Curve], path: Path) -> Path:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--zoo", type=Path, default=None, help="zoo folder(s) as in STM_ZOO_DIR (default: it)"
-    )
+    from stm_zoo.zoo import add_zoo_argument
+
+    add_zoo_argument(parser)
     parser.add_argument("--out", type=Path, default=Path("docs/img/zoo_learning_curves.png"))
 
 

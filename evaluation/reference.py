@@ -268,6 +268,8 @@ def write_real_set(folder: Path, task: str, path: Path = REFERENCE_PATH) -> tupl
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from stm_zoo.zoo import add_zoo_argument
+
     parser.add_argument(
         "--task",
         choices=TASKS,
@@ -284,7 +286,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write the numbers into the entry's config.json and card",
     )
-    parser.add_argument("--zoo", type=Path, default=None, help="zoo folder (default STM_ZOO_DIR)")
+    add_zoo_argument(parser)
     parser.add_argument(
         "--write-real-set",
         type=Path,

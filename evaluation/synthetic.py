@@ -70,7 +70,7 @@ class SyntheticResult:
 
 
 def evaluate_synthetic(
-    zoo: Path,
+    zoo: str | Path,
     data_dir: Path,
     task: str,
     steps: Sequence[int] = (2, 5, 10),
@@ -86,7 +86,7 @@ def evaluate_synthetic(
     """Evaluate every available zoo entry of `task` on a dataset's test split (and targeted sets).
 
     Args:
-        zoo: zoo root folder.
+        zoo: the zoo folder, or several separated by `os.pathsep` (as in STM_ZOO_DIR).
         data_dir: dataset folder written by `python -m training data --task <task>`.
         task: "restore", "sr2" or "sr4".
         steps: sampler step counts for the generative families.

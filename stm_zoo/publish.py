@@ -23,7 +23,7 @@ from stm_zoo.entry_format import (
     registry,
 )
 from stm_zoo.errors import StmZooError
-from stm_zoo.zoo import local_entry, zoo_search_path
+from stm_zoo.zoo import add_zoo_argument, local_entry, zoo_search_path
 
 
 def publish_plan(
@@ -62,12 +62,7 @@ def publish_plan(
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo-id", required=True, help="Hub model repo, OWNER/NAME")
-    parser.add_argument(
-        "--zoo",
-        default=None,
-        metavar="FOLDERS",
-        help=f"zoo folders searched in order, separated by {os.pathsep!r} (default STM_ZOO_DIR)",
-    )
+    add_zoo_argument(parser)
     parser.add_argument(
         "--entries",
         nargs="+",

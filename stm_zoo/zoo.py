@@ -132,6 +132,16 @@ def zoo_search_path(search_path: str | os.PathLike[str] | None = None) -> str:
     return os.pathsep.join(str(folder) for folder in zoo_dirs(search_path))
 
 
+def add_zoo_argument(parser) -> None:
+    """The `--zoo FOLDERS` option every command that reads the zoo takes (`zoo_dirs` reads it)."""
+    parser.add_argument(
+        "--zoo",
+        default=None,
+        metavar="FOLDERS",
+        help=f"zoo folders searched in order, separated by {os.pathsep!r} (default STM_ZOO_DIR)",
+    )
+
+
 def local_entry(key: EntryKey, search_path: str | os.PathLike[str] | None = None) -> Path | None:
     """The entry folder that serves `key` locally: the first of `zoo_dirs(search_path)` holding
     its config.json and model.safetensors (None when no folder does)."""

@@ -33,6 +33,7 @@ from stm_zoo.methods import get_baseline
 from stm_zoo.registry import CLASSICAL, FAMILIES, TASKS, is_learned, takes_steps
 from stm_zoo.zoo import (
     REPO_ZOO_DIR,
+    add_zoo_argument,
     card_only_entry,
     card_only_message,
     local_entry,
@@ -322,12 +323,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="only these, e.g. restore/ae-large (default: all)",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output (list)")
-    parser.add_argument(
-        "--zoo",
-        default=None,
-        metavar="FOLDERS",
-        help=f"zoo folders searched in order, separated by {os.pathsep!r} (default STM_ZOO_DIR)",
-    )
+    add_zoo_argument(parser)
     parser.add_argument(
         "--from",
         dest="source",
