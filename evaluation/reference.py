@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from stm_zoo.lattice import MAX_PEAK_SHIFT, MIN_PEAK_POWER
-from stm_zoo.registry import SR_FACTOR, TASKS, is_learned
+from stm_zoo.registry import CLASSICAL, SR_FACTOR, TASKS, is_learned
 
 REFERENCE_PATH = (
     Path(__file__).resolve().parent.parent.parent
@@ -223,10 +223,17 @@ def ordinal(k: int) -> str:
 
 
 def update_card(
-    checks: list[ReferenceCheck], zoo: Path | None, family: str, size: str, task: str = "restore"
+    checks: list[ReferenceCheck],
+    zoo: Path | None,
+    family: str,
+    size: str,
+    task: str = "restore",
+    classical: ReferenceCheck | None = None,
 ) -> Path:
     """Store the checks as `metrics["reference"]` (per step count) in the entry's config.json and
-    regenerate its card (keeping the card's extra sections)."""
+    regenerate its card (keeping the card's extra sections). `classical`: the classical
+    baseline's check on the same input, stored beside them (`classical_psnr_db`,
+    `classical_peak_power`) for `stm_zoo.zoo.real_scan_verdict`."""
     from evaluation.card_updates import merge_card_sections
     from stm_zoo.cards import entry_card
     from stm_zoo.entry_format import CARD_NAME, CONFIG_NAME, EntryConfig, EntryKey
@@ -245,6 +252,9 @@ def update_card(
         },
         "passed": all(c.passed for c in checks),
     }
+    if classical is not None:
+        reference["classical_psnr_db"] = classical.psnr_db
+        reference["classical_peak_power"] = classical.peak_power
     config = replace(config, metrics={**config.metrics, "reference": reference})
     (folder / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
     card = folder / CARD_NAME
@@ -327,7 +337,8 @@ def run(args: argparse.Namespace) -> int:
         for i, s in enumerate(args.steps)
     ]
     if args.update_card and is_learned(args.family):
-        folder = update_card(checks, args.zoo, args.family, args.size, args.task)
+        classical = check_model(CLASSICAL, "small", 1, args.path, task=args.task)
+        folder = update_card(checks, args.zoo, args.family, args.size, args.task, classical)
         print(f"updated {folder}")
     if args.json:
         print(json.dumps([asdict(c) for c in checks], indent=1))

@@ -87,13 +87,39 @@ def synthetic_score(config: EntryConfig) -> SyntheticScore | None:
     )
 
 
+def real_scan_verdict(config: EntryConfig) -> str | None:
+    """Why the card's real-scan check (`metrics["reference"]`, `python -m evaluation reference`)
+    rules the entry out as a default, or None when it does not (or the card has no such check).
+
+    Restore must do no harm to the real near-pristine Si(001):H scan (`passed`). A
+    super-resolution entry must come closer to the full real scan than `classical` does from the
+    same every-k-th-line input, at its best step count (`psnr_db_*` against `classical_psnr_db`).
+    """
+    reference = config.metrics.get("reference", {})
+    if not isinstance(reference, dict) or not reference:
+        return None
+    if config.task == "restore":
+        return (
+            None if reference.get("passed", True) else "fails the do-no-harm check on a real scan"
+        )
+    ours = [
+        v for k, v in reference.items() if k.startswith("psnr_db_") and isinstance(v, int | float)
+    ]
+    classical = reference.get("classical_psnr_db")
+    if not ours or not isinstance(classical, int | float) or max(ours) > classical:
+        return None
+    return f"below classical on a real scan ({max(ours):.1f} vs {classical:.1f} dB)"
+
+
 def default_model(task: str, root: str | os.PathLike[str] | None = None) -> tuple[str, str]:
     """(family, size) the app and CLI offer first for `task`: the local entry with the best
-    synthetic-test PSNR among those that beat the classical baseline, else (`CLASSICAL`, "small").
+    synthetic-test PSNR among those that beat the classical baseline on the synthetic test set
+    and are not ruled out by their real-scan check (`real_scan_verdict`), else
+    (`CLASSICAL`, "small").
 
-    An entry whose card has no test metrics, or that does not beat `classical`, is never the
-    default (users may still pick it; the app then says so). `root`: a zoo search path
-    (`zoo_dirs`; default STM_ZOO_DIR).
+    An entry whose card has no test metrics, that does not beat `classical`, or that is worse
+    than `classical` on the real scan, is never the default (users may still pick it; the app
+    then says so). `root`: a zoo search path (`zoo_dirs`; default STM_ZOO_DIR).
     """
     best: tuple[float, str, str] | None = None
     for key in registry():
@@ -101,10 +127,13 @@ def default_model(task: str, root: str | os.PathLike[str] | None = None) -> tupl
         if folder is None:
             continue
         try:
-            score = synthetic_score(EntryConfig.from_file(folder / CONFIG_NAME))
+            config = EntryConfig.from_file(folder / CONFIG_NAME)
         except StmZooError:
             continue
-        if score is not None and score.beats_classical and (best is None or score.psnr > best[0]):
+        score = synthetic_score(config)
+        if score is None or not score.beats_classical or real_scan_verdict(config) is not None:
+            continue
+        if best is None or score.psnr > best[0]:
             best = (score.psnr, key.family, key.size)
     return (CLASSICAL, "small") if best is None else (best[1], best[2])
 

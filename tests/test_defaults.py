@@ -8,7 +8,7 @@ import pytest
 
 from stm_zoo.entry_format import EntryConfig, write_entry
 from stm_zoo.nn import UNetConfig
-from stm_zoo.zoo import default_model, synthetic_score
+from stm_zoo.zoo import default_model, real_scan_verdict, synthetic_score
 from webapp import models as app_models
 from webapp.status import model_status
 
@@ -24,6 +24,7 @@ def entry(
     psnr: float,
     ssim: float,
     classical: tuple[float, float] | None = (23.0, 0.5),
+    reference: dict | None = None,
 ) -> None:
     from stm_zoo.nn import UNet
 
@@ -42,7 +43,7 @@ def entry(
         family,
         size,
         NET,
-        metrics={"test": test},
+        metrics={"test": test, **({"reference": reference} if reference else {})},
         sr_factor={"restore": 1, "sr2": 2, "sr4": 4}[task],
     )
     net = UNet(NET)
@@ -84,12 +85,40 @@ def test_ui_says_when_an_entry_does_not_beat_classical(tmp_path: Path, monkeypat
     assert app_models.default_model("restore") == ("fm", "small")
 
 
+def test_default_is_never_worse_than_classical_on_the_real_scan(tmp_path: Path) -> None:
+    """The real-scan check of the card rules an entry out: an SR entry below classical on the
+    real every-k-th-line input, a restore entry that fails do-no-harm."""
+    real_loss = {"psnr_db_2steps": 32.4, "psnr_db_5steps": 32.0, "classical_psnr_db": 35.6}
+    real_win = {"psnr_db_2steps": 31.9, "classical_psnr_db": 29.2}
+    entry(tmp_path, "sr2", "ddim", "small", 27.0, 0.72, reference=real_loss)
+    entry(tmp_path, "sr4", "ddim", "small", 27.0, 0.72, reference=real_win)
+    entry(tmp_path, "restore", "fm", "small", 30.0, 0.8, reference={"passed": False})
+    entry(tmp_path, "restore", "ddim", "small", 27.0, 0.72, reference={"passed": True})
+    assert default_model("sr2", tmp_path) == ("classical", "small")
+    assert default_model("sr4", tmp_path) == ("ddim", "small")
+    assert default_model("restore", tmp_path) == ("ddim", "small")
+    config = EntryConfig.from_file(tmp_path / "sr2/ddim-small/config.json")
+    assert real_scan_verdict(config) == "below classical on a real scan (32.4 vs 35.6 dB)"
+
+
+def test_ui_says_when_an_entry_loses_to_classical_on_the_real_scan(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("STM_ZOO_DIR", str(tmp_path))
+    real_loss = {"psnr_db_2steps": 32.4, "classical_psnr_db": 35.6}
+    entry(tmp_path, "sr2", "ddim", "small", 27.0, 0.72, reference=real_loss)
+    entry(tmp_path, "sr4", "ddim", "small", 27.0, 0.72)
+    assert "below classical on a real scan (32.4 vs 35.6 dB)" in model_status(
+        "sr2", "ddim", "small"
+    )
+    assert "real scan" not in model_status("sr4", "ddim", "small")
+
+
 @pytest.mark.parametrize("task", ["restore", "sr2", "sr4"])
 def test_bundled_zoo_defaults_beat_classical_or_are_classical(task: str) -> None:
     family, size = default_model(task)
     if family != "classical":
         config = EntryConfig.from_file(Path("zoo") / task / f"{family}-{size}" / "config.json")
         assert synthetic_score(config).beats_classical
+        assert real_scan_verdict(config) is None
 
 
 def test_cli_without_model_uses_the_default(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -43,9 +43,15 @@ def _quality_note(task: str, family: str, size: str) -> str:
 
 def _measured_quality(config: EntryConfig) -> str:
     """The card's synthetic-test result as a gain over the degraded input, vs classical."""
-    from stm_zoo.zoo import synthetic_score
+    from stm_zoo.zoo import real_scan_verdict, synthetic_score
 
     score = synthetic_score(config)
+    verdict = real_scan_verdict(config)
+    real = (
+        ""
+        if verdict is None
+        else f" ⚠️ **On a real scan it is worse**: it {verdict}, so it is not the default."
+    )
     if score is None:
         return "⚠️ Its card has no synthetic-test metrics: its quality is unmeasured."
     test = config.metrics.get("test", {})
@@ -68,8 +74,9 @@ def _measured_quality(config: EntryConfig) -> str:
         return (
             f"{label}: {gain}; {classical}). ⚠️ **Below classical**: it does **not** beat the "
             "classical baseline on the synthetic test set: prefer `classical` or a better entry."
+            + real
         )
-    return f"{label}: {gain}; {classical})."
+    return f"{label}: {gain}; {classical})." + real
 
 
 def _training_domain(config: EntryConfig) -> str:
