@@ -14,7 +14,7 @@ from torch import nn
 from stm_zoo.entry_format import PUBLISHED_MODE, EntryConfig, EntryKey, write_entry
 from stm_zoo.methods import ddim as ddim_methods
 from stm_zoo.methods import flow_matching as fm_methods
-from stm_zoo.registry import SR_FACTOR
+from stm_zoo.registry import SR_FACTOR, takes_steps
 from training.configs import TrainConfig
 from training.optim import time_budget_spent
 from training.run_log import LOG_NAME
@@ -48,7 +48,8 @@ def loss_text(config: TrainConfig) -> str:
     text = LOSS_TEXT[config.family]
     if config.prediction == "x0":
         text += "; network predicts the clean image as input + correction (identity start)"
-        text += ", the velocity / noise derived from it; " + X0_WEIGHT_TEXT.get(config.family, "")
+        if takes_steps(config.family):  # a sampled family: its native target follows
+            text += ", the velocity / noise derived from it; " + X0_WEIGHT_TEXT[config.family]
     if config.time_sampling != "uniform":
         text += f"; times drawn {config.time_sampling}" + (
             " (the 2/5/10-step samplers' evaluation points)"
