@@ -12,6 +12,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from stm_zoo.entry_format import EntryConfig
+from stm_zoo.registry import SR_FACTOR
 
 TASK_TEXT = {
     "restore": "restores STM scans degraded by tip artefacts (multi-tip, blunt tip, tip changes, "
@@ -36,6 +37,13 @@ METRIC_KINDS = (
     ("cmmd", "cmmd"),
 )
 """Metric-name prefixes shown in the card's model-index, and the metric type each one reports."""
+
+
+def real_dataset_name(task: str) -> str:
+    """What the real-scan check (`metrics["reference"]`) of a `task` entry measures."""
+    if task == "restore":
+        return "Real near-pristine Si(001):H (output vs input, do no harm)"
+    return f"Real Si(001):H, 1 line in {SR_FACTOR[task]} super-resolved (output vs full scan)"
 
 
 def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -64,7 +72,7 @@ def _eval_results(config: EntryConfig) -> list[EvalResult]:
                 task_name=config.task,
                 dataset_type="real-si001h" if split == "reference" else "synthetic-si001h",
                 dataset_name=(
-                    "Real near-pristine Si(001):H (output vs input, do no harm)"
+                    real_dataset_name(config.task)
                     if split == "reference"
                     else f"Synthetic Si(001):H {config.task} ({split})"
                 ),
