@@ -224,16 +224,17 @@ def ordinal(k: int) -> str:
 
 def update_card(
     checks: list[ReferenceCheck],
-    zoo: Path | None,
+    zoo: str | None,
     family: str,
     size: str,
     task: str = "restore",
     classical: ReferenceCheck | None = None,
 ) -> Path:
     """Store the checks as `metrics["reference"]` (per step count) in the entry's config.json and
-    regenerate its card (keeping the card's extra sections). `classical`: the classical
-    baseline's check on the same input, stored beside them (`classical_psnr_db`,
-    `classical_peak_power`) for `stm_zoo.zoo.real_scan_verdict`."""
+    regenerate its card (keeping the card's extra sections). `zoo`: the zoo folders, separated
+    by `os.pathsep` (default STM_ZOO_DIR); the first holding the entry's weights is written.
+    `classical`: the classical baseline's check on the same input, stored beside them
+    (`classical_psnr_db`, `classical_peak_power`) for `stm_zoo.zoo.real_scan_verdict`."""
     from evaluation.card_updates import merge_card_sections
     from stm_zoo.cards import entry_card
     from stm_zoo.entry_format import CARD_NAME, CONFIG_NAME, EntryConfig, EntryKey
@@ -325,12 +326,22 @@ def run(args: argparse.Namespace) -> int:
         full, low = write_real_set(args.write_real_set, args.task, args.path)
         print(f"wrote {full} and {low}")
         return 0
+    model = None
+    if args.zoo is not None and is_learned(args.family):
+        # The entry of --zoo is the one scored (and whose card --update-card writes), not the
+        # one STM_ZOO_DIR or the Hub would serve.
+        from stm_zoo.entry_format import EntryKey
+        from stm_zoo.zoo import load_entry, locate
+
+        key = EntryKey(args.task, args.family, args.size)
+        model = load_entry(locate(key, allow_hub=False, search_path=args.zoo))
     checks = [
         check_model(
             args.family,
             args.size,
             s,
             args.path,
+            model=model,
             figure=args.figure if i == 0 else None,
             task=args.task,
         )

@@ -105,3 +105,37 @@ def test_real_set_holds_the_full_scan_and_every_kth_line(reference_path, tmp_pat
     assert high_scan.data.shape == (512, 512) and low_scan.data.shape == (256, 512)
     assert low_scan.scan_size_m == pytest.approx(high_scan.scan_size_m)
     np.testing.assert_allclose(low_scan.data, high_scan.data[::2])
+
+
+def test_zoo_option_picks_the_entry_that_is_scored(tmp_path, monkeypatch) -> None:
+    """`--zoo` names the entry scored, not only the card written: STM_ZOO_DIR may serve another."""
+    import argparse
+
+    import torch
+
+    from stm_zoo.cards import entry_card
+    from stm_zoo.entry_format import EntryConfig, write_entry
+    from stm_zoo.nn import UNet, UNetConfig
+
+    tiny = UNetConfig(channels=(8, 16), blocks_per_level=(1, 1), middle_blocks=1, norm_groups=4)
+    config = EntryConfig("sr2", "fm", "small", tiny, sr_factor=2)
+    torch.manual_seed(0)
+    write_entry(tmp_path / "mine/sr2/fm-small", config, UNet(tiny).state_dict(), entry_card(config))
+    monkeypatch.setenv("STM_ZOO_DIR", str(tmp_path / "empty"))
+    scored = []
+
+    def check_model(*args, model=None, **kwargs) -> reference.ReferenceCheck:
+        scored.append(model)
+        return reference.ReferenceCheck("sr2/fm-small", 2, 30.0, 0.0, 1.0, True)
+
+    monkeypatch.setattr(reference, "check_model", check_model)
+    parser = argparse.ArgumentParser()
+    reference.configure_parser(parser)
+    scan = tmp_path / "scan.npy"
+    np.save(scan, np.zeros((8, 8), dtype=np.float32))
+    args = parser.parse_args(
+        ["--task", "sr2", "--steps", "2", "--zoo", str(tmp_path / "mine"), "--path", str(scan)]
+    )
+    args.json = True
+    assert reference.run(args) == 0
+    assert [m.source for m in scored] == [str(tmp_path / "mine/sr2/fm-small")]
