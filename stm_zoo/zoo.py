@@ -108,7 +108,7 @@ def real_scan_verdict(config: EntryConfig) -> str | None:
     classical = reference.get("classical_psnr_db")
     if not ours or not isinstance(classical, int | float) or max(ours) > classical:
         return None
-    return f"below classical on a real scan ({max(ours):.1f} vs {classical:.1f} dB)"
+    return f"is below classical on a real scan ({max(ours):.1f} vs {classical:.1f} dB)"
 
 
 def default_model(task: str, root: str | os.PathLike[str] | None = None) -> tuple[str, str]:

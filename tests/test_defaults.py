@@ -98,7 +98,7 @@ def test_default_is_never_worse_than_classical_on_the_real_scan(tmp_path: Path) 
     assert default_model("sr4", tmp_path) == ("ddim", "small")
     assert default_model("restore", tmp_path) == ("ddim", "small")
     config = EntryConfig.from_file(tmp_path / "sr2/ddim-small/config.json")
-    assert real_scan_verdict(config) == "below classical on a real scan (32.4 vs 35.6 dB)"
+    assert real_scan_verdict(config) == "is below classical on a real scan (32.4 vs 35.6 dB)"
 
 
 def test_ui_says_when_an_entry_loses_to_classical_on_the_real_scan(tmp_path, monkeypatch) -> None:
@@ -106,7 +106,7 @@ def test_ui_says_when_an_entry_loses_to_classical_on_the_real_scan(tmp_path, mon
     real_loss = {"psnr_db_2steps": 32.4, "classical_psnr_db": 35.6}
     entry(tmp_path, "sr2", "ddim", "small", 27.0, 0.72, reference=real_loss)
     entry(tmp_path, "sr4", "ddim", "small", 27.0, 0.72)
-    assert "below classical on a real scan (32.4 vs 35.6 dB)" in model_status(
+    assert "it is below classical on a real scan (32.4 vs 35.6 dB), so" in model_status(
         "sr2", "ddim", "small"
     )
     assert "real scan" not in model_status("sr4", "ddim", "small")
