@@ -151,11 +151,6 @@ def zoo_dirs(search_path: str | os.PathLike[str] | None = None) -> list[Path]:
     return folders or [REPO_ZOO_DIR]
 
 
-def zoo_dir() -> Path:
-    """The primary (first) local zoo folder of `zoo_dirs()`."""
-    return zoo_dirs()[0]
-
-
 def zoo_search_path(search_path: str | os.PathLike[str] | None = None) -> str:
     """`zoo_dirs(search_path)` joined by `os.pathsep`: what to record or pass on as `--zoo`."""
     return os.pathsep.join(str(folder) for folder in zoo_dirs(search_path))

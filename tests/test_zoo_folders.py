@@ -16,7 +16,7 @@ from stm_zoo.cards import entry_card
 from stm_zoo.entry_format import EntryConfig, EntryKey, registry, write_entry
 from stm_zoo.errors import ModelNotFoundError, StmZooError
 from stm_zoo.nn import UNet, UNetConfig
-from stm_zoo.zoo import REPO_ZOO_DIR, default_model, load_model, locate, zoo_dir, zoo_dirs
+from stm_zoo.zoo import REPO_ZOO_DIR, default_model, load_model, locate, zoo_dirs
 from stm_zoo.zoo_cli import entry_status, list_entries, train_hint
 
 TINY = UNetConfig(channels=(8, 16), blocks_per_level=(1, 1), middle_blocks=1, norm_groups=4)
@@ -71,10 +71,9 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_zoo_dirs_split_the_search_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STM_ZOO_DIR", raising=False)
-    assert zoo_dirs() == [REPO_ZOO_DIR] and zoo_dir() == REPO_ZOO_DIR
+    assert zoo_dirs() == [REPO_ZOO_DIR]
     monkeypatch.setenv("STM_ZOO_DIR", f"zoo{SEP}{SEP}~/large{SEP}")
     assert zoo_dirs() == [Path("zoo"), Path.home() / "large"]
-    assert zoo_dir() == Path("zoo")
     assert zoo_dirs(f"/a{SEP}/b") == [Path("/a"), Path("/b")]
     monkeypatch.setenv("STM_ZOO_DIR", "")
     assert zoo_dirs() == [REPO_ZOO_DIR]
