@@ -47,12 +47,14 @@ TILE_PX = 128
 # Zoo entries
 
 
-def available_entries(task: str, zoo: Path, only: Iterable[str] | None = None) -> list[EntryKey]:
-    """The entries of `task` whose config.json and model.safetensors are in the zoo folder.
+def available_entries(
+    task: str, zoo: str | Path, only: Iterable[str] | None = None
+) -> list[EntryKey]:
+    """The entries of `task` whose config.json and model.safetensors are in a zoo folder.
 
     Args:
         task: "restore", "sr2" or "sr4".
-        zoo: a zoo root (`<zoo>/<task>/<family>-<size>/`).
+        zoo: the zoo folder, or several separated by `os.pathsep` (as in STM_ZOO_DIR).
         only: entry names ("fm-small", "ae-large") to keep; None keeps all.
     """
     wanted = set(only) if only else None
@@ -73,7 +75,7 @@ def available_entries(task: str, zoo: Path, only: Iterable[str] | None = None) -
 
 
 def load_entries(
-    keys: Sequence[EntryKey], zoo: Path, device: str, dtype: str
+    keys: Sequence[EntryKey], zoo: str | Path, device: str, dtype: str
 ) -> dict[EntryKey, LoadedModel]:
     """Load the entries, weights in channels_last on CPU (oneDNN convolutions run faster so)."""
     import torch

@@ -71,7 +71,7 @@ def merge_card_sections(new_card: str, old_card: str) -> str:
     return new_card.rstrip("\n") + "\n\n" + "\n\n".join(kept) + "\n"
 
 
-def update_cards(result: SyntheticResult, zoo: Path) -> list[Path]:
+def update_cards(result: SyntheticResult, zoo: str | Path) -> list[Path]:
     """Write each evaluated entry's test metrics into its config.json and regenerate its card.
 
     `metrics["test"]` is replaced, or merged when it was measured with the same images, seed and

@@ -253,7 +253,8 @@ def prepare(
     Args:
         inputs: scan files and/or folders of scan files (any format `load_scan` reads).
         task: "restore", "sr2" or "sr4"; for SR the inputs are the low-resolution scans.
-        models: model configuration strings (`ModelSpec.parse`), 2 to `MAX_OUTPUTS`.
+        models: model configuration strings, 2 to `MAX_OUTPUTS` (`ModelSpec.parse` and
+            `MAX_OUTPUTS` of `expert_eval.configurations`).
         out: the study folder to create; it must not exist or be empty.
         name: a name for organisers (default: the folder name).
         seed: base seed of the samplers' noise; output (i, j) uses a seed derived from

@@ -329,7 +329,8 @@ def prepare(
             a scan already at the model's pitch is never interpolated.
         level_degree: None (no levelling), 1 (plane, default: the paper's data is
             plane-levelled) or 2..5 (polynomial background).
-        row_alignment: None (default) or a method of `align_rows`, applied after levelling.
+        row_alignment: None (default) or a method of `stm_zoo.levelling.align_rows`, applied after
+            levelling.
         keep_background: add the removed background (polynomial and row offsets) back in
             `inverse`; by default the result stays levelled.
         percentiles: see `normalise` (default: plain min..max, as in the paper).
