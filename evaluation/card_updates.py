@@ -4,7 +4,7 @@
 config.json (`metrics["test"]`) and regenerates its README.md card, which is how the bundled
 zoo's cards get their numbers; re-running the same command (same data, --limit and --seed)
 reproduces them. `python -m evaluation reference` stores its checks the same way
-(`merge_card_sections`).
+(`write_config_and_card`).
 """
 
 from __future__ import annotations
@@ -71,6 +71,17 @@ def merge_card_sections(new_card: str, old_card: str) -> str:
     return new_card.rstrip("\n") + "\n\n" + "\n\n".join(kept) + "\n"
 
 
+def write_config_and_card(folder: Path, config: EntryConfig) -> None:
+    """Write `config` as the entry folder's config.json and regenerate its card from it
+    (`stm_zoo.cards.entry_card`), followed by any extra section of the previous card."""
+    from stm_zoo.cards import entry_card
+
+    (folder / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
+    card_path = folder / CARD_NAME
+    old_card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
+    card_path.write_text(merge_card_sections(entry_card(config), old_card), encoding="utf-8")
+
+
 def update_cards(result: SyntheticResult, zoo: str | Path) -> list[Path]:
     """Write each evaluated entry's test metrics into its config.json and regenerate its card.
 
@@ -81,8 +92,6 @@ def update_cards(result: SyntheticResult, zoo: str | Path) -> list[Path]:
     Returns:
         The entry folders updated.
     """
-    from stm_zoo.cards import entry_card
-
     updated = []
     keys = {
         EntryKey(result.task, r.spec.family, r.spec.size) for r in result.rows if r.spec.learned
@@ -94,10 +103,6 @@ def update_cards(result: SyntheticResult, zoo: str | Path) -> list[Path]:
         old = config.metrics.get("test", {})
         same = all(old.get(k) == fresh[k] for k in ("images", "seed", "data"))
         test = {**old, **fresh} if same else fresh
-        config = replace(config, metrics={**config.metrics, "test": test})
-        (folder / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
-        card_path = folder / CARD_NAME
-        old_card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
-        card_path.write_text(merge_card_sections(entry_card(config), old_card), encoding="utf-8")
+        write_config_and_card(folder, replace(config, metrics={**config.metrics, "test": test}))
         updated.append(folder)
     return updated

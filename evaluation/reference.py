@@ -235,9 +235,8 @@ def update_card(
     by `os.pathsep` (default STM_ZOO_DIR); the first holding the entry's weights is written.
     `classical`: the classical baseline's check on the same input, stored beside them
     (`classical_psnr_db`, `classical_peak_power`) for `stm_zoo.zoo.real_scan_verdict`."""
-    from evaluation.card_updates import merge_card_sections
-    from stm_zoo.cards import entry_card
-    from stm_zoo.entry_format import CARD_NAME, CONFIG_NAME, EntryConfig, EntryKey
+    from evaluation.card_updates import write_config_and_card
+    from stm_zoo.entry_format import CONFIG_NAME, EntryConfig, EntryKey
     from stm_zoo.zoo import locate
 
     folder = locate(EntryKey(task, family, size), allow_hub=False, search_path=zoo)
@@ -256,11 +255,9 @@ def update_card(
     if classical is not None:
         reference["classical_psnr_db"] = classical.psnr_db
         reference["classical_peak_power"] = classical.peak_power
-    config = replace(config, metrics={**config.metrics, "reference": reference})
-    (folder / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
-    card = folder / CARD_NAME
-    old = card.read_text(encoding="utf-8") if card.is_file() else ""
-    card.write_text(merge_card_sections(entry_card(config), old), encoding="utf-8")
+    write_config_and_card(
+        folder, replace(config, metrics={**config.metrics, "reference": reference})
+    )
     return folder
 
 

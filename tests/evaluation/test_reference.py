@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -107,10 +109,8 @@ def test_real_set_holds_the_full_scan_and_every_kth_line(reference_path, tmp_pat
     np.testing.assert_allclose(low_scan.data, high_scan.data[::2])
 
 
-def test_zoo_option_picks_the_entry_that_is_scored(tmp_path, monkeypatch) -> None:
-    """`--zoo` names the entry scored, not only the card written: STM_ZOO_DIR may serve another."""
-    import argparse
-
+def tiny_sr2_entry(folder):
+    """A complete sr2/fm-small entry with a tiny random network in `folder`."""
     import torch
 
     from stm_zoo.cards import entry_card
@@ -120,7 +120,14 @@ def test_zoo_option_picks_the_entry_that_is_scored(tmp_path, monkeypatch) -> Non
     tiny = UNetConfig(channels=(8, 16), blocks_per_level=(1, 1), middle_blocks=1, norm_groups=4)
     config = EntryConfig("sr2", "fm", "small", tiny, sr_factor=2)
     torch.manual_seed(0)
-    write_entry(tmp_path / "mine/sr2/fm-small", config, UNet(tiny).state_dict(), entry_card(config))
+    return write_entry(folder, config, UNet(tiny).state_dict(), entry_card(config))
+
+
+def test_zoo_option_picks_the_entry_that_is_scored(tmp_path, monkeypatch) -> None:
+    """`--zoo` names the entry scored, not only the card written: STM_ZOO_DIR may serve another."""
+    import argparse
+
+    tiny_sr2_entry(tmp_path / "mine/sr2/fm-small")
     monkeypatch.setenv("STM_ZOO_DIR", str(tmp_path / "empty"))
     scored = []
 
@@ -139,3 +146,21 @@ def test_zoo_option_picks_the_entry_that_is_scored(tmp_path, monkeypatch) -> Non
     args.json = True
     assert reference.run(args) == 0
     assert [m.source for m in scored] == [str(tmp_path / "mine/sr2/fm-small")]
+
+
+def test_update_card_stores_the_checks_beside_classical_and_keeps_extra_sections(tmp_path) -> None:
+    from stm_zoo.entry_format import EntryConfig
+    from stm_zoo.zoo import real_scan_verdict
+
+    folder = tiny_sr2_entry(tmp_path / "b/sr2/fm-small")
+    card = folder / "README.md"
+    card.write_text(card.read_text() + "\n## Validation note\n\nkept\n")
+    ours = reference.ReferenceCheck("sr2/fm-small", 2, 30.0, 0.01, 0.9, True)
+    classical = reference.ReferenceCheck("sr2/classical", 1, 31.0, 0.02, 0.1, False)
+    zoo = f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}"
+    assert reference.update_card([ours], zoo, "fm", "small", "sr2", classical) == folder
+    config = EntryConfig.from_file(folder / "config.json")
+    assert config.metrics["reference"]["psnr_db_2steps"] == 30.0
+    assert config.metrics["reference"]["classical_psnr_db"] == 31.0
+    assert real_scan_verdict(config) == "is below classical on a real scan (30.0 vs 31.0 dB)"
+    assert "## Validation note\n\nkept" in card.read_text()
