@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "reference": (
         "evaluation.reference",
-        "do no harm: restore the real near-pristine Si(001):H scan and compare with itself",
+        "the real Si(001):H scan: do no harm (restore), every k-th line super-resolved (sr2, sr4)",
     ),
 }
 
