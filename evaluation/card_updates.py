@@ -4,7 +4,7 @@
 config.json (`metrics["test"]`) and regenerates its README.md card, which is how the bundled
 zoo's cards get their numbers; re-running the same command (same data, --limit and --seed)
 reproduces them. `python -m evaluation reference` stores its checks the same way
-(`write_config_and_card`).
+(`stm_zoo.cards.write_config_and_card`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.synthetic import SyntheticResult
-from stm_zoo.entry_format import CARD_NAME, CONFIG_NAME, EntryConfig, EntryKey
+from stm_zoo.cards import write_config_and_card
+from stm_zoo.entry_format import CONFIG_NAME, EntryConfig, EntryKey
 from stm_zoo.registry import CLASSICAL
 from stm_zoo.zoo import locate
 
@@ -55,31 +56,6 @@ def card_metrics(result: SyntheticResult, key: EntryKey) -> dict[str, Any]:
         "`python -m evaluation synthetic`"
     )
     return metrics
-
-
-def merge_card_sections(new_card: str, old_card: str) -> str:
-    """Keep the sections ("## ...") of the old card that the regenerated one does not have."""
-    new_headings = {line.strip() for line in new_card.splitlines() if line.startswith("## ")}
-    parts = old_card.split("\n## ")
-    kept = [
-        "## " + part.rstrip("\n")
-        for part in parts[1:]
-        if "## " + part.splitlines()[0].strip() not in new_headings
-    ]
-    if not kept:
-        return new_card
-    return new_card.rstrip("\n") + "\n\n" + "\n\n".join(kept) + "\n"
-
-
-def write_config_and_card(folder: Path, config: EntryConfig) -> None:
-    """Write `config` as the entry folder's config.json and regenerate its card from it
-    (`stm_zoo.cards.entry_card`), followed by any extra section of the previous card."""
-    from stm_zoo.cards import entry_card
-
-    (folder / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
-    card_path = folder / CARD_NAME
-    old_card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
-    card_path.write_text(merge_card_sections(entry_card(config), old_card), encoding="utf-8")
 
 
 def update_cards(result: SyntheticResult, zoo: str | Path) -> list[Path]:

@@ -64,9 +64,21 @@ class ReferenceCheck:
 
 def load_reference(path: Path = REFERENCE_PATH):
     """The reference scan as a `Scan` (heights in metres, 100 nm frame)."""
+    from stm_zoo.errors import StmZooError
     from stm_zoo.io.scan import Scan
 
-    heights_nm = np.load(path).astype(np.float32)
+    try:
+        heights_nm = np.load(path, allow_pickle=False).astype(np.float32)
+    except (OSError, ValueError) as error:
+        raise StmZooError(
+            f"{path} is not a readable .npy height map ({str(error).splitlines()[0]}): pass "
+            "--path to the reference scan, heights in nm."
+        ) from None
+    if heights_nm.ndim != 2:
+        raise StmZooError(
+            f"{path} holds an array of shape {heights_nm.shape}, not a 2-D height map: pass "
+            "--path to the reference scan, heights in nm."
+        )
     size = REFERENCE_SIZE_NM * 1e-9
     return Scan(data=heights_nm * 1e-9, scan_size_m=(size, size), source=Path(path))
 
@@ -235,7 +247,7 @@ def update_card(
     by `os.pathsep` (default STM_ZOO_DIR); the first holding the entry's weights is written.
     `classical`: the classical baseline's check on the same input, stored beside them
     (`classical_psnr_db`, `classical_peak_power`) for `stm_zoo.zoo.real_scan_verdict`."""
-    from evaluation.card_updates import write_config_and_card
+    from stm_zoo.cards import write_config_and_card
     from stm_zoo.entry_format import CONFIG_NAME, EntryConfig, EntryKey
     from stm_zoo.zoo import locate
 

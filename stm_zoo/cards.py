@@ -7,11 +7,12 @@ its real training budget and its metrics.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from stm_zoo.entry_format import EntryConfig
+from stm_zoo.entry_format import CARD_NAME, CONFIG_NAME, EntryConfig
 from stm_zoo.registry import SR_FACTOR
 
 TASK_TEXT = {
@@ -143,3 +144,26 @@ PSNR/SSIM on [-1, 1] images (data_range = 2).
 {metrics or "| (not measured yet) | |"}
 """
     return str(ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body))
+
+
+def merge_card_sections(new_card: str, old_card: str) -> str:
+    """Keep the sections ("## ...") of the old card that the regenerated one does not have."""
+    new_headings = {line.strip() for line in new_card.splitlines() if line.startswith("## ")}
+    parts = old_card.split("\n## ")
+    kept = [
+        "## " + part.rstrip("\n")
+        for part in parts[1:]
+        if "## " + part.splitlines()[0].strip() not in new_headings
+    ]
+    if not kept:
+        return new_card
+    return new_card.rstrip("\n") + "\n\n" + "\n\n".join(kept) + "\n"
+
+
+def write_config_and_card(folder: Path, config: EntryConfig) -> None:
+    """Write `config` as the entry folder's config.json and regenerate its card from it
+    (`stm_zoo.cards.entry_card`), followed by any extra section of the previous card."""
+    (folder / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
+    card_path = folder / CARD_NAME
+    old_card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
+    card_path.write_text(merge_card_sections(entry_card(config), old_card), encoding="utf-8")

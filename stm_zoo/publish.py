@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from stm_zoo.cards import entry_card
+from stm_zoo.cards import write_config_and_card
 from stm_zoo.entry_format import (
     CARD_NAME,
     CONFIG_NAME,
@@ -76,11 +76,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     plan = publish_plan(args.zoo, args.repo_id, args.entries)
-    for config_path in [local for local, _ in plan if local.name == CONFIG_NAME]:
-        # refresh the cards from the configs so the metrics are current
-        card = entry_card(EntryConfig.from_file(config_path))
-        (config_path.parent / CARD_NAME).write_text(card, encoding="utf-8")
-    total = sum(local.stat().st_size for local, _ in plan)
+    if not args.dry_run:  # refresh the cards from the configs so the metrics are current
+        for config_path in [local for local, _ in plan if local.name == CONFIG_NAME]:
+            write_config_and_card(config_path.parent, EntryConfig.from_file(config_path))
+    total = sum(local.stat().st_size for local, _ in plan if local.is_file())
     print(
         f"{'would upload' if args.dry_run else 'uploading'} {len(plan)} files "
         f"({total / 1e6:.1f} MB) to {args.repo_id}:"

@@ -164,10 +164,24 @@ def test_zoo_list_and_publish_dry_run(tmp_path: Path, capsys, monkeypatch) -> No
     assert rows["sr2/fm-small"]["available"] == "card-only"
     assert rows["sr4/fm-large"]["available"] == "untrained"
     assert rows["restore/classical"]["available"] == "builtin"
+    card = tmp_path / "restore/fm-small/README.md"
+    card.write_text(card.read_text() + "\n## Notes\n\nkept\n")
+    before = card.read_text()
     assert main(["publish", "--repo-id", "me/zoo", "--zoo", str(tmp_path), "--dry-run"]) == 0
     plan = capsys.readouterr().out
     assert "would upload 3 files" in plan and "restore/fm-small/model.safetensors" in plan
     assert "sr2/fm-small" not in plan
+    assert card.read_text() == before  # a dry run writes nothing
+
+
+def test_card_refresh_keeps_the_extra_sections(tmp_path: Path) -> None:
+    from stm_zoo.cards import write_config_and_card
+
+    folder = make_entry(tmp_path)
+    card = folder / "README.md"
+    card.write_text(card.read_text() + "\n## Notes\n\nkept\n")
+    write_config_and_card(folder, EntryConfig.from_file(folder / "config.json"))
+    assert card.read_text().rstrip().endswith("## Notes\n\nkept")
 
 
 def test_copy_of_entry_loads_identically(tmp_path: Path) -> None:
