@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from stm_zoo.lattice import MAX_PEAK_SHIFT, MIN_PEAK_POWER
-from stm_zoo.registry import CLASSICAL, SR_FACTOR, TASKS, is_learned
+from stm_zoo.registry import CLASSICAL, SR_FACTOR, TASKS, is_learned, takes_steps
 
 REFERENCE_PATH = (
     Path(__file__).resolve().parent.parent.parent
@@ -201,7 +201,7 @@ def draw(
     extent = (0, REFERENCE_SIZE_NM, REFERENCE_SIZE_NM, 0)
     for ax, image, title in (
         (axes[0], before_nm, input_title(before.shape[0], truth.shape[0])),
-        (axes[1], after_nm, f"{check.entry}, {check.steps} steps"),
+        (axes[1], after_nm, f"{check.entry}, {check.steps} step{'s' if check.steps > 1 else ''}"),
     ):
         ax.imshow(image, cmap="afmhot", vmin=low, vmax=high, extent=extent, aspect="auto")
         ax.set_title(title, fontsize=10)
@@ -354,7 +354,7 @@ def run(args: argparse.Namespace) -> int:
             figure=args.figure if i == 0 else None,
             task=args.task,
         )
-        for i, s in enumerate(args.steps)
+        for i, s in enumerate(args.steps if takes_steps(args.family) else [1])
     ]
     if args.update_card and is_learned(args.family):
         classical = check_model(CLASSICAL, "small", 1, args.path, task=args.task)
