@@ -62,14 +62,7 @@ def publish_plan(
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo-id", required=True, help="Hub model repo, OWNER/NAME")
-    add_zoo_argument(parser)
-    parser.add_argument(
-        "--entries",
-        nargs="+",
-        default=[],
-        metavar="ENTRY",
-        help="publish only these, e.g. restore/ae-large",
-    )
+    add_zoo_argument(parser, entries="publish")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, upload nothing")
     parser.add_argument("--private", action="store_true", help="create the repo as private")
 

@@ -156,14 +156,23 @@ def zoo_search_path(search_path: str | os.PathLike[str] | None = None) -> str:
     return os.pathsep.join(str(folder) for folder in zoo_dirs(search_path))
 
 
-def add_zoo_argument(parser) -> None:
-    """The `--zoo FOLDERS` option every command that reads the zoo takes (`zoo_dirs` reads it)."""
+def add_zoo_argument(parser, entries: str = "") -> None:
+    """The `--zoo FOLDERS` option every command that reads the zoo takes (`zoo_dirs` reads it),
+    and with `entries` (what the command does with them) the `--entries ENTRY...` filter."""
     parser.add_argument(
         "--zoo",
         default=None,
         metavar="FOLDERS",
         help=f"zoo folders searched in order, separated by {os.pathsep!r} (default STM_ZOO_DIR)",
     )
+    if entries:
+        parser.add_argument(
+            "--entries",
+            nargs="+",
+            default=[],
+            metavar="ENTRY",
+            help=f"{entries} only these, e.g. restore/ae-large (default: all)",
+        )
 
 
 def local_entry(key: EntryKey, search_path: str | os.PathLike[str] | None = None) -> Path | None:

@@ -315,15 +315,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="list: every entry, where it is served from, its training and headline metrics; "
         "cards: copy config.json + README.md of entries from --from into the repository's zoo/",
     )
-    parser.add_argument(
-        "--entries",
-        nargs="+",
-        default=[],
-        metavar="ENTRY",
-        help="only these, e.g. restore/ae-large (default: all)",
-    )
     parser.add_argument("--json", action="store_true", help="machine-readable output (list)")
-    add_zoo_argument(parser)
+    add_zoo_argument(parser, entries="list or copy")
     parser.add_argument(
         "--from",
         dest="source",
