@@ -13,7 +13,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from stm_zoo.entry_format import CARD_NAME, CONFIG_NAME, EntryConfig
-from stm_zoo.registry import SR_FACTOR
+from stm_zoo.registry import SR_FACTOR, takes_steps
 
 TASK_TEXT = {
     "restore": "restores STM scans degraded by tip artefacts (multi-tip, blunt tip, tip changes, "
@@ -89,10 +89,47 @@ def _eval_results(config: EntryConfig) -> list[EvalResult]:
 def _prediction_text(config: EntryConfig) -> str:
     if config.prediction != "x0":
         return ""
-    return (
-        ", which predicts the clean image as its input plus a correction (it starts as the "
-        "identity; the sampler derives the velocity or noise from that estimate)"
+    text = (
+        ", which predicts the clean image as its input plus a correction (it starts as the identity"
     )
+    if takes_steps(config.family):
+        text += "; the sampler derives the velocity or noise from that estimate"
+    return text + ")"
+
+
+def paper_comparison(config: EntryConfig) -> str:
+    """Markdown rows: the card's synthetic-test PSNR / SSIM beside the paper's for the same
+    entry and step count (`stm_zoo.paper`), the degraded input's on both sides; empty when the
+    card has no test metrics or the paper no such row."""
+    from stm_zoo.paper import INPUT_ROW, scores
+
+    test = config.metrics.get("test", {})
+    if not isinstance(test, dict):
+        return ""
+    paper = scores("synthetic", config.task)
+    rows = []
+    for (family, size, steps), theirs in paper.items():
+        if family == INPUT_ROW:
+            ours = {"psnr": test.get("input_psnr"), "ssim": test.get("input_ssim")}
+            label = "degraded input"
+        elif (family, size) == (config.family, config.size):
+            suffix = f"{steps}steps" if takes_steps(family) else "direct"
+            ours = {"psnr": test.get(f"psnr_{suffix}"), "ssim": test.get(f"ssim_{suffix}")}
+            label = f"{steps} steps" if takes_steps(family) else "one pass"
+        else:
+            continue
+        if not isinstance(ours["ssim"], int | float):
+            continue
+        cells = [
+            f"{ours[m]:.3g} / {theirs[m]:.3g}"
+            if isinstance(ours[m], int | float) and m in theirs
+            else f"{ours[m]:.3g} / -"
+            if isinstance(ours[m], int | float)
+            else "- / -"
+            for m in ("psnr", "ssim")
+        ]
+        rows.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    return "\n".join(rows) if len(rows) > 1 else ""
 
 
 def entry_card(config: EntryConfig) -> str:
@@ -113,6 +150,15 @@ def entry_card(config: EntryConfig) -> str:
     )
     metrics = "\n".join(
         f"| {k} | {v:.4g} |" for k, v in sorted(flatten_metrics(config.metrics).items())
+    )
+    paper_rows = paper_comparison(config)
+    comparison = (
+        "## Compared with the paper\n\nSynthetic test set, ours / the paper's (PSNR in dB, "
+        "SSIM; the paper gives no PSNR for super-resolution). The paper trained on a GPU for "
+        "far longer: see the training budget above.\n\n| row | PSNR (ours / paper) | SSIM "
+        f"(ours / paper) |\n|---|---|---|\n{paper_rows}\n\n"
+        if paper_rows
+        else ""
     )
     body = f"""
 # {name}
@@ -135,7 +181,7 @@ python -m stm_zoo restore scan.sxm --task {config.task} \\
 |---|---|
 {budget or "| (not recorded) | |"}
 
-## Metrics
+{comparison}## Metrics
 
 PSNR/SSIM on [-1, 1] images (data_range = 2).
 

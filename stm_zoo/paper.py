@@ -20,6 +20,9 @@ PAPER_TABLES = Path(__file__).with_name("paper_tables.json")
 SCORE_TABLES = ("synthetic", "experimental")
 ROW_FIELDS = ("family", "size", "steps")
 
+INPUT_ROW = "input"
+"""The `family` of the paper's rows that score the degraded (or low-resolution) input itself."""
+
 RowKey = tuple[str, str, int]
 """(family, size, steps): ("fm", "small", 10), ("ae", "large", 1), ("input", "", 0)."""
 

@@ -188,3 +188,18 @@ def test_copy_of_entry_loads_identically(tmp_path: Path) -> None:
     folder = make_entry(tmp_path / "a")
     shutil.copytree(folder, tmp_path / "b")
     torch.testing.assert_close(outputs(load_entry(folder)), outputs(load_entry(tmp_path / "b")))
+
+
+def test_card_compares_with_the_papers_row_of_the_same_entry() -> None:
+    from stm_zoo.cards import entry_card, paper_comparison
+
+    config = EntryConfig.from_file(Path("zoo/restore/fm-small/config.json"))
+    rows = paper_comparison(config).splitlines()
+    test = config.metrics["test"]
+    assert rows[0].startswith("| degraded input | ")
+    assert rows[1] == (
+        f"| 2 steps | {test['psnr_2steps']:.3g} / 29.9 | {test['ssim_2steps']:.3g} / 0.889 |"
+    )
+    assert "## Compared with the paper" in entry_card(config)
+    unmeasured = EntryConfig.from_file(Path("zoo/restore/fm-small/config.json"))
+    assert paper_comparison(dataclasses.replace(unmeasured, metrics={})) == ""
