@@ -82,3 +82,40 @@ def update_cards(result: SyntheticResult, zoo: str | Path) -> list[Path]:
         write_config_and_card(folder, replace(config, metrics={**config.metrics, "test": test}))
         updated.append(folder)
     return updated
+
+
+def update_experimental_cards(result: Any, zoo: str | Path) -> list[Path]:
+    """Write each evaluated entry's KID on the real set into its config.json
+    (`metrics["experimental"]`: `kid_<N>steps` / `kid_direct`, beside `input_kid` and
+    `classical_kid` on the same tiles, the tile count and the folders) and regenerate its card.
+
+    `result` is an `evaluation.cli_experimental.ExperimentalResult`; a run replaces the entry's
+    previous experimental metrics. Returns the entry folders updated.
+    """
+    from stm_zoo.methods import get_method
+
+    rows = [r for r in result.rows if r.kid is not None]
+    shared = {
+        f"{who}_kid": round(r.kid, 6) for r in rows for who in ("input", CLASSICAL)
+        if r.spec.family == who
+    }  # fmt: skip
+    shared["tiles"] = result.settings["degraded_tiles"]
+    shared["data"] = (
+        f"real scans: {Path(result.settings['degraded']).name} against "
+        f"{Path(result.settings['pristine']).name}, `python -m evaluation experimental`"
+    )
+    keys = {EntryKey(result.task, r.spec.family, r.spec.size) for r in rows if r.spec.learned}
+    updated = []
+    for key in sorted(keys, key=str):
+        direct = not get_method(key.family).uses_noise
+        kid = {
+            f"kid_{'direct' if direct else f'{r.spec.steps}steps'}": round(r.kid, 6)
+            for r in rows
+            if (r.spec.family, r.spec.size) == (key.family, key.size)
+        }
+        folder = locate(key, allow_hub=False, search_path=zoo)
+        config = EntryConfig.from_file(folder / CONFIG_NAME)
+        metrics = {**config.metrics, "experimental": {**kid, **shared}}
+        write_config_and_card(folder, replace(config, metrics=metrics))
+        updated.append(folder)
+    return updated

@@ -381,6 +381,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--task", choices=TASKS, required=True)
     add_zoo_argument(parser)
+    parser.add_argument(
+        "--update-cards",
+        action="store_true",
+        help="write each entry's KID into its config.json and README.md card",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
         "--steps", type=int, nargs="+", default=[2, 5, 10], help="sampler step counts"
@@ -451,4 +456,9 @@ def run(args: argparse.Namespace) -> int:
     for table in tables:
         print(table.markdown(), end="\n\n")
     print(f"wrote {md}, {raw.name}, {grid.name} and the CSV tables")
+    if args.update_cards:
+        from evaluation.card_updates import update_experimental_cards
+
+        for folder in update_experimental_cards(result, zoo):
+            print(f"updated {folder / 'config.json'} and README.md")
     return 0

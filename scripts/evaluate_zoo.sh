@@ -39,6 +39,6 @@ for task in "${TASKS[@]}"; do
     python -m evaluation reference --task "$task" --write-real-set "$OUT/real_$task"
     STM_ZOO_DIR="$ZOO" python -m evaluation experimental --task "$task" --zoo "$ZOO" \
       --degraded "$OUT/real_$task/low" --pristine "$OUT/real_$task/full" --steps 2 5 10 \
-      --out "$OUT/$task"
+      --out "$OUT/$task" --update-cards
   fi
 done

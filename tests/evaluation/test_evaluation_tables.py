@@ -239,14 +239,22 @@ def test_experimental_kid_with_real_inception_and_cmmd_not_computed(restore_setu
         find_inception_weights()
     except WeightsUnavailable as error:
         pytest.skip(str(error))
-    zoo, _ = restore_setup
+    import shutil
+
+    zoo = shutil.copytree(restore_setup[0], tmp_path / "zoo")  # --update-cards writes into it
     pristine = _save_scans(tmp_path / "pristine", (256, 256), 2, 0, blur=False)
     degraded = _save_scans(tmp_path / "degraded", (128, 256), 2, 1, blur=True)
     out = tmp_path / "out"
     argv = ["experimental", "--degraded", str(degraded), "--pristine", str(pristine)]
     argv += ["--task", "restore", "--zoo", str(zoo), "--out", str(out), "--steps", "1"]
     argv += ["--models", "fm-small", "--clip", str(tmp_path / "no-clip"), "--kid-subsets", "5"]
-    assert evaluation_main(argv) == 0
+    assert evaluation_main([*argv, "--update-cards"]) == 0
+    card = json.loads((zoo / "restore/fm-small/config.json").read_text())["metrics"]["experimental"]
+    assert set(card) == {"kid_1steps", "input_kid", "classical_kid", "tiles", "data"}
+    assert (
+        card["tiles"] == 4
+        and "experimental/kid_1steps" in (zoo / "restore/fm-small/README.md").read_text()
+    )
 
     raw = json.loads((out / "experimental_restore.json").read_text())
     rows = {r["family"]: r for r in raw["rows"]}
