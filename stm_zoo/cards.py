@@ -59,6 +59,10 @@ def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, floa
     return flat
 
 
+REAL_SPLITS = ("reference", "experimental")
+"""The metric groups measured on real scans (`python -m evaluation reference` / `experimental`)."""
+
+
 def _eval_results(config: EntryConfig) -> list[EvalResult]:
     results = []
     for name, value in flatten_metrics(config.metrics).items():
@@ -71,10 +75,12 @@ def _eval_results(config: EntryConfig) -> list[EvalResult]:
             EvalResult(
                 task_type="image-to-image",
                 task_name=config.task,
-                dataset_type="real-si001h" if split == "reference" else "synthetic-si001h",
+                dataset_type="real-si001h" if split in REAL_SPLITS else "synthetic-si001h",
                 dataset_name=(
                     real_dataset_name(config.task)
                     if split == "reference"
+                    else "Real Si(001):H scans (KID against real pristine tiles)"
+                    if split == "experimental"
                     else f"Synthetic Si(001):H {config.task} ({split})"
                 ),
                 dataset_split=split,
