@@ -16,7 +16,7 @@ from typing import Any
 from evaluation.synthetic import SyntheticResult
 from stm_zoo.cards import write_config_and_card
 from stm_zoo.entry_format import CONFIG_NAME, EntryConfig, EntryKey
-from stm_zoo.registry import CLASSICAL
+from stm_zoo.registry import CLASSICAL, steps_label
 from stm_zoo.zoo import locate
 
 
@@ -29,14 +29,11 @@ def card_metrics(result: SyntheticResult, key: EntryKey) -> dict[str, Any]:
     `images` and `seed` (what reproduces them) and a `data` description (a string, not shown as a
     metric).
     """
-    from stm_zoo.methods import get_method
-
-    direct = not get_method(key.family).uses_noise
     metrics: dict[str, Any] = {}
     for row in result.rows:
         if (row.spec.family, row.spec.size) != (key.family, key.size):
             continue
-        label = "direct" if direct else f"{row.spec.steps}steps"
+        label = steps_label(key.family, row.spec.steps)
         metrics[f"psnr_{label}"] = round(row.mean("psnr"), 6)
         metrics[f"ssim_{label}"] = round(row.mean("ssim"), 6)
         metrics[f"apsnr_{label}"] = round(row.mean("apsnr"), 6)
@@ -92,8 +89,6 @@ def update_experimental_cards(result: Any, zoo: str | Path) -> list[Path]:
     `result` is an `evaluation.cli_experimental.ExperimentalResult`; a run replaces the entry's
     previous experimental metrics. Returns the entry folders updated.
     """
-    from stm_zoo.methods import get_method
-
     rows = [r for r in result.rows if r.kid is not None]
     shared = {
         f"{who}_kid": round(r.kid, 6) for r in rows for who in ("input", CLASSICAL)
@@ -107,9 +102,8 @@ def update_experimental_cards(result: Any, zoo: str | Path) -> list[Path]:
     keys = {EntryKey(result.task, r.spec.family, r.spec.size) for r in rows if r.spec.learned}
     updated = []
     for key in sorted(keys, key=str):
-        direct = not get_method(key.family).uses_noise
         kid = {
-            f"kid_{'direct' if direct else f'{r.spec.steps}steps'}": round(r.kid, 6)
+            f"kid_{steps_label(key.family, r.spec.steps)}": round(r.kid, 6)
             for r in rows
             if (r.spec.family, r.spec.size) == (key.family, key.size)
         }

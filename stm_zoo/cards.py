@@ -13,7 +13,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from stm_zoo.entry_format import CARD_NAME, CONFIG_NAME, EntryConfig
-from stm_zoo.registry import SR_FACTOR, takes_steps
+from stm_zoo.registry import SR_FACTOR, steps_label, takes_steps
 
 TASK_TEXT = {
     "restore": "restores STM scans degraded by tip artefacts (multi-tip, blunt tip, tip changes, "
@@ -103,6 +103,10 @@ def _prediction_text(config: EntryConfig) -> str:
     return text + ")"
 
 
+def _number(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, int | float) else "-"
+
+
 def paper_comparison(config: EntryConfig) -> str:
     """Markdown rows: the card's synthetic-test PSNR / SSIM beside the paper's for the same
     entry and step count (`stm_zoo.paper`), the degraded input's on both sides; empty when the
@@ -119,21 +123,14 @@ def paper_comparison(config: EntryConfig) -> str:
             ours = {"psnr": test.get("input_psnr"), "ssim": test.get("input_ssim")}
             label = "degraded input"
         elif (family, size) == (config.family, config.size):
-            suffix = f"{steps}steps" if takes_steps(family) else "direct"
+            suffix = steps_label(family, steps)
             ours = {"psnr": test.get(f"psnr_{suffix}"), "ssim": test.get(f"ssim_{suffix}")}
             label = f"{steps} steps" if takes_steps(family) else "one pass"
         else:
             continue
         if not isinstance(ours["ssim"], int | float):
             continue
-        cells = [
-            f"{ours[m]:.3g} / {theirs[m]:.3g}"
-            if isinstance(ours[m], int | float) and m in theirs
-            else f"{ours[m]:.3g} / -"
-            if isinstance(ours[m], int | float)
-            else "- / -"
-            for m in ("psnr", "ssim")
-        ]
+        cells = [f"{_number(ours[m])} / {_number(theirs.get(m))}" for m in ("psnr", "ssim")]
         rows.append(f"| {label} | {cells[0]} | {cells[1]} |")
     return "\n".join(rows) if len(rows) > 1 else ""
 

@@ -73,6 +73,12 @@ def takes_steps(family: str) -> bool:
     return family in SAMPLED_FAMILIES
 
 
+def steps_label(family: str, steps: int) -> str:
+    """The key suffix the cards and training logs give a family's result at `steps` sampler
+    steps: "2steps", "10steps"..., or "direct" for a one-pass family (any `steps`)."""
+    return f"{steps}steps" if takes_steps(family) else "direct"
+
+
 def has_fourier_loss(family: str) -> bool:
     """Whether `family` is trained with the auxiliary Fourier loss (`FOURIER_LOSS_FAMILIES`)."""
     return family in FOURIER_LOSS_FAMILIES

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stm_zoo.registry import CLASSICAL, TASKS, takes_steps
+from stm_zoo.registry import CLASSICAL, TASKS, steps_label, takes_steps
 from webapp.models import FAMILY_LABELS
 
 ZOO_COLUMNS = [
@@ -145,7 +145,8 @@ def _entry_row(status: Any, input_psnr: float | None, paper_input_psnr: float | 
     family, size = name.rsplit("-", 1)
     test = _test_metrics(status)
     # The autoencoder has one pass ("direct"; the paper's 1-step row); the samplers 2 / 5 / 10.
-    labels = [(f"{n}steps", n) for n in _STEP_COUNTS] if takes_steps(family) else [("direct", 1)]
+    counts = _STEP_COUNTS if takes_steps(family) else (1,)
+    labels = [(steps_label(family, n), n) for n in counts]
     specs = [RowSpec(family, size, steps) for _, steps in labels]
 
     def ours(metric: str) -> list[float | None]:
