@@ -159,8 +159,9 @@ def check_model(
     from stm_zoo.pipeline import restore
 
     scan = load_reference(path)
+    given = model_input(scan, task)
     result = restore(
-        model_input(scan, task),
+        given,
         task=task,
         family=family,
         size=size,
@@ -173,7 +174,7 @@ def check_model(
     min_psnr = MIN_PSNR_DB if task == "restore" else 0.0
     check = check_output(entry, steps, scan.data, result.scan.data, pixel_nm, min_psnr)
     if figure is not None:
-        draw(figure, model_input(scan, task).data, result.scan.data, check, truth=scan.data)
+        draw(figure, given.data, result.scan.data, check, truth=scan.data)
     return check
 
 
