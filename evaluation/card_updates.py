@@ -4,7 +4,7 @@
 config.json (`metrics["test"]`) and regenerates its README.md card, which is how the bundled
 zoo's cards get their numbers; re-running the same command (same data, --limit and --seed)
 reproduces them. `python -m evaluation reference` stores its checks the same way
-(`stm_zoo.cards.write_config_and_card`).
+(`store_metrics`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,29 @@ from stm_zoo.cards import write_config_and_card
 from stm_zoo.entry_format import CONFIG_NAME, EntryConfig, EntryKey
 from stm_zoo.registry import CLASSICAL, steps_label
 from stm_zoo.zoo import locate
+
+
+def store_metrics(
+    key: EntryKey,
+    zoo: str | Path | None,
+    name: str,
+    group: dict[str, Any],
+    merge_if_same: tuple[str, ...] = (),
+) -> Path:
+    """Set `metrics[name]` of the entry's config.json to `group`, in the first of the zoo
+    folders `zoo` that holds the entry's weights (default STM_ZOO_DIR), and regenerate its card
+    (keeping the card's extra sections). With `merge_if_same`, a previous group that has the
+    same values under those keys (measured the same way) is updated instead of replaced.
+    Returns the entry folder."""
+    folder = locate(key, allow_hub=False, search_path=zoo)
+    config = EntryConfig.from_file(folder / CONFIG_NAME)
+    old = config.metrics.get(name)
+    same = isinstance(old, dict) and all(old.get(k) == group[k] for k in merge_if_same)
+    if merge_if_same and same:
+        group = {**old, **group}
+    metrics = {**config.metrics, name: group}
+    write_config_and_card(folder, replace(config, metrics=metrics))
+    return folder
 
 
 def card_metrics(result: SyntheticResult, key: EntryKey) -> dict[str, Any]:
@@ -65,20 +88,14 @@ def update_cards(result: SyntheticResult, zoo: str | Path) -> list[Path]:
     Returns:
         The entry folders updated.
     """
-    updated = []
     keys = {
         EntryKey(result.task, r.spec.family, r.spec.size) for r in result.rows if r.spec.learned
     }
-    for key in sorted(keys, key=str):
-        folder = locate(key, allow_hub=False, search_path=zoo)  # the folder that served it
-        config = EntryConfig.from_file(folder / CONFIG_NAME)
-        fresh = card_metrics(result, key)
-        old = config.metrics.get("test", {})
-        same = all(old.get(k) == fresh[k] for k in ("images", "seed", "data"))
-        test = {**old, **fresh} if same else fresh
-        write_config_and_card(folder, replace(config, metrics={**config.metrics, "test": test}))
-        updated.append(folder)
-    return updated
+    same_run = ("images", "seed", "data")
+    return [
+        store_metrics(key, zoo, "test", card_metrics(result, key), merge_if_same=same_run)
+        for key in sorted(keys, key=str)
+    ]
 
 
 def update_experimental_cards(result: Any, zoo: str | Path) -> list[Path]:
@@ -107,9 +124,5 @@ def update_experimental_cards(result: Any, zoo: str | Path) -> list[Path]:
             for r in rows
             if (r.spec.family, r.spec.size) == (key.family, key.size)
         }
-        folder = locate(key, allow_hub=False, search_path=zoo)
-        config = EntryConfig.from_file(folder / CONFIG_NAME)
-        metrics = {**config.metrics, "experimental": {**kid, **shared}}
-        write_config_and_card(folder, replace(config, metrics=metrics))
-        updated.append(folder)
+        updated.append(store_metrics(key, zoo, "experimental", {**kid, **shared}))
     return updated

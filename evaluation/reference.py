@@ -248,12 +248,9 @@ def update_card(
     by `os.pathsep` (default STM_ZOO_DIR); the first holding the entry's weights is written.
     `classical`: the classical baseline's check on the same input, stored beside them
     (`classical_psnr_db`, `classical_peak_power`) for `stm_zoo.zoo.real_scan_verdict`."""
-    from stm_zoo.cards import write_config_and_card
-    from stm_zoo.entry_format import CONFIG_NAME, EntryConfig, EntryKey
-    from stm_zoo.zoo import locate
+    from evaluation.card_updates import store_metrics
+    from stm_zoo.entry_format import EntryKey
 
-    folder = locate(EntryKey(task, family, size), allow_hub=False, search_path=zoo)
-    config = EntryConfig.from_file(folder / CONFIG_NAME)
     reference = {
         "data": "real near-pristine Si(001):H, 512x512, 100 nm (shared/data/si001h-reference)"
         + ("" if task == "restore" else f", every {ordinal(SR_FACTOR[task])} line in")
@@ -268,10 +265,7 @@ def update_card(
     if classical is not None:
         reference["classical_psnr_db"] = classical.psnr_db
         reference["classical_peak_power"] = classical.peak_power
-    write_config_and_card(
-        folder, replace(config, metrics={**config.metrics, "reference": reference})
-    )
-    return folder
+    return store_metrics(EntryKey(task, family, size), zoo, "reference", reference)
 
 
 def write_real_set(folder: Path, task: str, path: Path = REFERENCE_PATH) -> tuple[Path, Path]:
